@@ -1,0 +1,142 @@
+"""The `moderator` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from moderator.config import Settings, load_settings
+from moderator.errors import ModeratorError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+schema_app = typer.Typer(no_args_is_help=True, help="Wire contracts (JSON Schema).")
+policy_app = typer.Typer(no_args_is_help=True, help="Policy files.")
+app.add_typer(schema_app, name="schema")
+app.add_typer(policy_app, name="policy")
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML settings file; MODERATOR_* variables override it."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ModeratorError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    posts: Annotated[int, typer.Option(help="Records in the sample stream.")] = 600,
+    rate: Annotated[
+        float, typer.Option(help="Posts/s to produce at; 0 = as fast as possible.")
+    ] = 0.0,
+    out: Annotated[Path, typer.Option(help="Where decisions.jsonl and worker.log go.")] = Path(
+        "demo-output"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every decision.")] = 600.0,
+    verbose: bool = False,
+) -> None:
+    """Run the whole pipeline locally on a sample stream and print a summary."""
+    from moderator.demo.run import run_demo
+    from moderator.demo.summary import render_summary
+
+    _logging(verbose)
+    settings = _settings(config)
+    try:
+        figures, collected = run_demo(settings, posts, out, rate, timeout, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the stack was shut down[/]")
+        raise typer.Exit(130) from None
+    except ModeratorError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    render_summary(console, figures, collected)
+    console.print(f"decisions written to {out / 'decisions.jsonl'}")
+    if len(collected.decisions) < figures.expected_valid:
+        console.print(
+            f"[red]{figures.expected_valid - len(collected.decisions)} posts undecided[/]"
+        )
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(config: ConfigOption = None) -> None:
+    """Run one moderation worker against configured Kafka, Redis and Ray Serve."""
+    from workers.__main__ import main as worker_main
+
+    args = ["--config", str(config)] if config else []
+    raise typer.Exit(worker_main(args))
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """Deploy the Classifier app to the Ray cluster in serving.ray_address and keep it running."""
+    import time
+
+    from moderator.serving.runner import connect_ray, deploy_classifier
+
+    _logging(True)
+    settings = _settings(config)
+    connect_ray(settings.serving.ray_address)
+    deploy_classifier(settings.serving)
+    console.print(f"Serve app {settings.serving.app_name!r} deployed; Ctrl-C to leave it running")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@schema_app.command("export")
+def schema_export(
+    directory: Annotated[Path, typer.Argument(help="Output directory.")] = Path("schemas"),
+) -> None:
+    """Write the JSON Schema files of the post, decision and dead-letter contracts."""
+    from moderator.schema.export import export_schemas
+
+    for path in export_schemas(directory):
+        console.print(f"wrote {path}")
+
+
+@policy_app.command("check")
+def policy_check(path: Path) -> None:
+    """Validate a policy file and print its thresholds."""
+    from moderator.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(f"{policy.qualified_version}: {len(policy.thresholds)} categories")
+    for category, rule in policy.thresholds.items():
+        steps = ", ".join(
+            f"{name} ≥ {value}" for name, value in rule.model_dump().items() if value is not None
+        )
+        console.print(f"  {category}: {steps}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ModeratorError as exc:
+        console.print(f"[red]{exc}[/]")
+        sys.exit(2)

@@ -1,0 +1,138 @@
+"""One validated settings model for every process.
+
+Precedence: environment variables (MODERATOR_ prefix, ``__`` between levels, for
+example ``MODERATOR_KAFKA__BOOTSTRAP_SERVERS``) > a YAML settings file > defaults,
+so Helm can inject values over a mounted file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from moderator.errors import ConfigError
+from moderator.yamlfile import YamlFileError, load_located_yaml
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; unset → the demo starts a local broker."
+    )
+    posts_topic: str = "posts"
+    decisions_topic: str = "decisions"
+    review_topic: str = "review"
+    dlq_topic: str = "posts.dlq"
+    group_id: str = "moderator"
+    client_id: str = "moderator-worker"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_poll_records: int = Field(default=256, ge=1, le=10_000)
+    # Short group timeouts make joins take ~3 s instead of ~23 s (see DESIGN.md).
+    session_timeout_ms: int = Field(default=6_000, ge=1_000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
+
+
+class RedisSettings(_Section):
+    url: SecretStr | None = Field(
+        default=None, description="redis:// or rediss:// URL; unset → the demo starts a local one."
+    )
+    feature_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    enabled: bool = True
+    socket_timeout_s: float = Field(default=0.05, gt=0)
+
+
+class ServingSettings(_Section):
+    ray_address: str | None = Field(default=None, description="Ray cluster to join; unset → local.")
+    app_name: str = "moderator"
+    checkpoint: Path | None = Field(default=None, description="Model directory; unset → starter.")
+    num_replicas: int = Field(default=1, ge=1)
+    num_cpus: float = Field(default=1.0, gt=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    torch_threads: int = Field(default=2, ge=1)
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class DecodeLimits(_Section):
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    allowed_image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"])
+    allow_image_urls: bool = False
+
+
+class WorkerSettings(_Section):
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    poll_timeout_ms: int = Field(default=200, ge=1)
+    metrics_port: int | None = Field(default=9400, ge=0, le=65535)
+    produce_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MODERATOR_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    limits: DecodeLimits = Field(default_factory=DecodeLimits)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    policy_path: Path = DEFAULT_POLICY
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the file passed in as init values.
+        return (env_settings, init_settings)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Settings from an optional YAML file plus the environment; errors name file, line, field."""
+    if path is None:
+        try:
+            return Settings()
+        except ValidationError as exc:
+            raise ConfigError(f"invalid settings from the environment:\n{exc}") from exc
+    try:
+        located = load_located_yaml(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    data = located.data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the settings file must be a mapping of sections")
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings:\n{located.describe(exc)}") from exc
+
+
+def settings_file_data(settings: Settings) -> dict[str, object]:
+    """Settings as plain data for a YAML file handed to a child process (secrets unwrapped)."""
+    data = settings.model_dump(mode="json")
+    if settings.kafka.sasl_password is not None:
+        data["kafka"]["sasl_password"] = settings.kafka.sasl_password.get_secret_value()
+    if settings.redis.url is not None:
+        data["redis"]["url"] = settings.redis.url.get_secret_value()
+    return data

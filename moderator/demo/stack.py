@@ -1,0 +1,117 @@
+"""The embedded stack: a local broker and Redis unless configured, Ray, the Serve app, workers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import ray
+import yaml
+from pydantic import SecretStr
+from ray import serve
+
+from moderator.config import Settings, settings_file_data
+from moderator.io import ensure_topics
+from moderator.local import LocalBroker, LocalRedis
+from moderator.serving.runner import deploy_classifier
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def local_services(settings: Settings) -> Iterator[Settings]:
+    """Start what the settings leave unset (broker, Redis); yield settings pointing at them."""
+    with contextlib.ExitStack() as stack:
+        kafka, redis = settings.kafka, settings.redis
+        if not kafka.bootstrap_servers:
+            broker = stack.enter_context(LocalBroker())
+            kafka = kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        if redis.enabled and redis.url is None:
+            local_redis = stack.enter_context(LocalRedis())
+            redis = redis.model_copy(update={"url": SecretStr(local_redis.url)})
+        yield settings.model_copy(update={"kafka": kafka, "redis": redis})
+
+
+@contextlib.contextmanager
+def local_ray(settings: Settings, num_cpus: int = 2) -> Iterator[Settings]:
+    """Start Ray on this machine with the Classifier app; yield settings with its address."""
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        deploy_classifier(settings.serving)
+        address = ray.get_runtime_context().gcs_address
+        yield settings.model_copy(
+            update={"serving": settings.serving.model_copy(update={"ray_address": address})}
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        ray.shutdown()
+
+
+def create_topics(settings: Settings, partitions: int = 4) -> None:
+    kafka = settings.kafka
+    ensure_topics(
+        kafka,
+        [kafka.posts_topic, kafka.decisions_topic, kafka.review_topic, kafka.dlq_topic],
+        partitions=partitions,
+    )
+
+
+class WorkerProcess:
+    """`python -m workers` in a child process, configured through a settings file."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._config_dir = tempfile.TemporaryDirectory(prefix="moderator-worker-")
+
+    def start(self) -> WorkerProcess:
+        config = Path(self._config_dir.name) / "settings.yaml"
+        config.write_text(yaml.safe_dump(settings_file_data(self.settings)))
+        config.chmod(0o600)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+        )
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM: the worker drains the batch in hand and commits before it exits."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("worker did not stop in %.0f s; killing it", timeout_s)
+                self.process.kill()
+                self.process.wait()
+        self._config_dir.cleanup()
+        return self.process.returncode
+
+
+def _child_env() -> dict[str, str]:
+    # The settings file is complete; stray MODERATOR_ variables would override it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATOR_")}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

@@ -1,0 +1,7 @@
+"""Local stand-ins for production services: the embedded demo and the tests start these."""
+
+from moderator.local.broker import LocalBroker
+from moderator.local.process import free_port
+from moderator.local.redis_server import LocalRedis
+
+__all__ = ["LocalBroker", "LocalRedis", "free_port"]

@@ -1,0 +1,12 @@
+"""Versioned wire contracts: posts in, decisions and dead-letter records out.
+
+The pydantic models here are the source of truth; `moderator schema export` writes
+the JSON Schema files under schemas/ that other teams consume, and a unit test
+fails when the committed files drift from the models.
+"""
+
+from moderator.schema.deadletter import DeadLetter
+from moderator.schema.decision import Action, Decision, SourceRef
+from moderator.schema.post import POST_SCHEMA_VERSION, Post
+
+__all__ = ["POST_SCHEMA_VERSION", "Action", "DeadLetter", "Decision", "Post", "SourceRef"]

@@ -1,0 +1,65 @@
+"""Decision contract, version 1: what workers put on the decisions topic (key = post_id)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DECISION_SCHEMA_VERSION: Literal[1] = 1
+
+
+class Action(StrEnum):
+    """What to do with a post. Severity order: allow < label < review < block."""
+
+    ALLOW = "allow"
+    LABEL = "label"
+    REVIEW = "review"
+    BLOCK = "block"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Action.ALLOW: 0, Action.LABEL: 1, Action.REVIEW: 2, Action.BLOCK: 3}
+
+
+class SourceRef(BaseModel):
+    """Where the post was read from, so a decision can be traced to its record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int = Field(description="Kafka record timestamp of the post.")
+
+
+class Decision(BaseModel):
+    """The outcome for one post.
+
+    Same post + same model version + same policy version gives the same action,
+    labels, scores and rules, so a re-delivered post yields an identical decision.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = DECISION_SCHEMA_VERSION
+    post_id: str
+    author_id: str
+    action: Action
+    labels: list[str] = Field(default_factory=list)
+    scores: dict[str, float] = Field(description="Classifier score per category, 0..1.")
+    rules_fired: list[str] = Field(default_factory=list)
+    shadow_rules: list[str] = Field(
+        default_factory=list, description="Shadow rules that would have fired; never enforced."
+    )
+    policy_version: str
+    model_version: str
+    cache_hits: list[str] = Field(
+        default_factory=list, description="Feature extractions served from the cache."
+    )
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    source: SourceRef

@@ -1,0 +1,173 @@
+"""The worker's delivery contract on a real broker and real Redis.
+
+The model is a small deterministic stand-in behind the BatchScorer interface, so
+these tests are about Kafka semantics; tests/e2e runs the same worker on Ray Serve.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from moderator.config import Settings
+from moderator.demo.collect import collect
+from moderator.demo.samples import SampleRecord, sample_stream
+from moderator.demo.stack import create_topics
+from moderator.io import connection_options, create_consumer, create_producer
+from moderator.policy import load_policy
+from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
+from tests.paths import DEFAULT_POLICY
+from workers.moderation_worker import ModerationWorker
+
+pytestmark = pytest.mark.integration
+CATEGORIES = [
+    "hate",
+    "offensive",
+    "violence",
+    "weapons",
+    "drugs",
+    "alcohol",
+    "gambling",
+    "swimwear",
+]
+
+
+class KeywordScorer:
+    """Scores 'hate' 0.95 for captions containing 'vermin', else 0.0; never touches pixels."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    def info(self) -> ModelInfo:
+        return ModelInfo("keyword-1", CATEGORIES, image_size=32, image_embedding_dim=4)
+
+    def score(self, request: ScoreRequest) -> ScoreResponse:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("model unavailable")
+        scores = np.zeros((len(request), len(CATEGORIES)), dtype=np.float32)
+        for row, caption in enumerate(request.captions):
+            if "vermin" in caption:
+                scores[row, 0] = 0.95
+        return ScoreResponse(
+            "keyword-1",
+            CATEGORIES,
+            scores,
+            np.zeros((len(request.pixels), 4), dtype=np.float32),
+            0.0,
+            0.0,
+        )
+
+
+def _produce(
+    settings: Settings, count: int
+) -> tuple[list[SampleRecord], dict[TopicPartition, int]]:
+    """Produce samples; return them and each partition's end offset from the broker's acks."""
+    samples = sample_stream(count, seed=11, malformed_share=0.08, run_id=settings.kafka.group_id)
+    producer = create_producer(settings.kafka)
+    futures = [
+        producer.send(settings.kafka.posts_topic, key=sample.key, value=sample.value)
+        for sample in samples
+    ]
+    producer.flush()
+    producer.close()
+    ends: dict[TopicPartition, int] = {}
+    for future in futures:
+        meta = future.get(timeout=10)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    return samples, ends
+
+
+def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    """The group's committed offsets, as the broker holds them."""
+    consumer = KafkaConsumer(
+        **connection_options(settings.kafka),
+        group_id=settings.kafka.group_id,
+        enable_auto_commit=False,
+    )
+    try:
+        tps = [
+            TopicPartition(settings.kafka.posts_topic, p)
+            for p in consumer.partitions_for_topic(settings.kafka.posts_topic)
+        ]
+        committed = {tp: consumer.committed(tp) for tp in tps}
+    finally:
+        consumer.close(autocommit=False)
+    return {tp: off for tp, off in committed.items() if off is not None}
+
+
+def _start(
+    settings: Settings, scorer: KeywordScorer
+) -> tuple[threading.Thread, threading.Event, list]:
+    worker = ModerationWorker(
+        settings,
+        create_consumer(settings.kafka),
+        create_producer(settings.kafka),
+        scorer,
+        load_policy(DEFAULT_POLICY),
+        cache=None,
+    )
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+        finally:
+            worker.consumer.close(autocommit=False)
+            worker.producer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, stop, errors
+
+
+def test_every_record_is_decided_or_dead_lettered_then_committed(
+    isolated_settings: Settings,
+) -> None:
+    settings = isolated_settings
+    create_topics(settings)
+    samples, ends = _produce(settings, 300)
+    valid = {s.post_id for s in samples if s.valid}
+    expected_reasons = {s.post_id: s.expected_reason for s in samples if not s.valid}
+
+    thread, stop, errors = _start(settings, KeywordScorer())
+    collected = collect(settings.kafka, len(valid), len(expected_reasons), timeout_s=120)
+    stop.set()
+    thread.join(timeout=60)
+    assert not errors
+
+    assert set(collected.decisions) == valid
+    reasons = {}
+    for letter, key in collected.dead_letters:
+        assert key is not None
+        reasons[key.decode()] = letter.reason
+        assert letter.source_topic == settings.kafka.posts_topic
+    assert reasons == expected_reasons
+    hateful = {pid for pid, d in collected.decisions.items() if d["action"] == "block"}
+    assert hateful and all(collected.decisions[p]["labels"] == ["hate"] for p in hateful)
+    assert committed_offsets(settings) == ends
+
+
+def test_nothing_is_committed_when_the_model_fails(isolated_settings: Settings) -> None:
+    settings = isolated_settings
+    create_topics(settings)
+    _, ends = _produce(settings, 50)
+    scorer = KeywordScorer(fail=True)
+    thread, stop, errors = _start(settings, scorer)
+    deadline = time.monotonic() + 60
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=30)
+    assert scorer.calls >= 1
+    assert errors and "model unavailable" in str(errors[0])
+    assert ends and committed_offsets(settings) == {}

@@ -1,0 +1,53 @@
+"""Settings: file + environment precedence, located errors, Kafka security options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moderator.config import KafkaSettings, load_settings
+from moderator.errors import ConfigError
+from moderator.io import connection_options
+
+
+def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("kafka:\n  bootstrap_servers: file:9092\nworker:\n  batch_size: 8\n")
+    monkeypatch.setenv("MODERATOR_WORKER__BATCH_SIZE", "16")
+    settings = load_settings(path)
+    assert settings.kafka.bootstrap_servers == "file:9092"
+    assert settings.worker.batch_size == 16
+
+
+def test_file_errors_name_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("kafka:\n  bootstrap_servers: x:1\n  max_poll_records: 0\n")
+    with pytest.raises(ConfigError, match=r"settings.yaml:3: kafka.max_poll_records"):
+        load_settings(path)
+    path.write_text("kafak:\n  bootstrap_servers: x:1\n")
+    with pytest.raises(ConfigError, match=r"settings.yaml:1: kafak"):
+        load_settings(path)
+
+
+def test_sasl_requires_credentials_and_passes_them() -> None:
+    kafka = KafkaSettings(bootstrap_servers="b:9093", security_protocol="SASL_SSL")
+    with pytest.raises(ConfigError, match="sasl_mechanism"):
+        connection_options(kafka)
+    kafka = KafkaSettings(
+        bootstrap_servers="b:9093,c:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="p",  # type: ignore[arg-type]
+        ssl_cafile=Path("/etc/ca.pem"),
+    )
+    options = connection_options(kafka)
+    assert options["bootstrap_servers"] == ["b:9093", "c:9093"]
+    assert options["sasl_plain_password"] == "p"
+    assert options["ssl_cafile"] == "/etc/ca.pem"
+
+
+def test_missing_bootstrap_servers_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="MODERATOR_KAFKA__BOOTSTRAP_SERVERS"):
+        connection_options(KafkaSettings())

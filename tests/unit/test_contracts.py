@@ -1,0 +1,115 @@
+"""Post, decision and dead-letter contracts; the committed JSON Schema files match the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from moderator.config import DecodeLimits
+from moderator.errors import InvalidPostError, ReasonCode
+from moderator.ingest.post_decoder import parse_post
+from moderator.schema import Action, DeadLetter, Decision, Post, SourceRef
+from moderator.schema.export import render, schema_documents
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+LIMITS = DecodeLimits()
+
+
+def _post(**fields: object) -> bytes:
+    base: dict[str, object] = {
+        "post_id": "p1",
+        "author_id": "a1",
+        "created_at": "2026-11-01T12:00:00Z",
+        "caption": "hi",
+    }
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not None})
+
+
+def test_valid_post_keeps_unknown_fields() -> None:
+    post = parse_post(_post(source_app="ios", metadata={"n": 1}), LIMITS)
+    assert post.post_id == "p1"
+    assert post.model_extra == {"source_app": "ios"}
+    assert post.metadata == {"n": 1}
+    assert not post.has_image
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{not json", ReasonCode.INVALID_JSON),
+        (None, ReasonCode.INVALID_JSON),
+        (b'{"caption": "\xc3\x28"}', ReasonCode.INVALID_UTF8),
+        (b"[1, 2]", ReasonCode.SCHEMA_VIOLATION),
+        (_post(author_id=None), ReasonCode.SCHEMA_VIOLATION),
+        (_post(post_id=7), ReasonCode.SCHEMA_VIOLATION),
+        (_post(created_at="yesterday"), ReasonCode.SCHEMA_VIOLATION),
+        (_post(caption="x" * 10_001), ReasonCode.SCHEMA_VIOLATION),
+        (_post(image_b64="aGk=", image_url="https://x.test/a.png"), ReasonCode.SCHEMA_VIOLATION),
+        (_post(schema_version=2), ReasonCode.UNSUPPORTED_SCHEMA_VERSION),
+        (b"x" * (LIMITS.max_message_bytes + 1), ReasonCode.MESSAGE_TOO_LARGE),
+    ],
+)
+def test_invalid_records_get_their_reason(value: bytes | None, reason: ReasonCode) -> None:
+    with pytest.raises(InvalidPostError) as caught:
+        parse_post(value, LIMITS)
+    assert caught.value.reason is reason
+
+
+def test_schema_violation_detail_names_the_field_not_the_content() -> None:
+    with pytest.raises(InvalidPostError) as caught:
+        parse_post(_post(author_id=None, caption="secret words"), LIMITS)
+    assert "author_id" in caught.value.detail
+    assert "secret words" not in caught.value.detail
+
+
+def test_action_severity_order() -> None:
+    ordered = sorted(Action, key=lambda a: a.severity)
+    assert ordered == [Action.ALLOW, Action.LABEL, Action.REVIEW, Action.BLOCK]
+
+
+def test_decision_round_trips_and_rejects_unknown_fields() -> None:
+    decision = Decision(
+        post_id="p1",
+        author_id="a1",
+        action=Action.REVIEW,
+        labels=["hate"],
+        scores={"hate": 0.7},
+        rules_fired=["hate.review"],
+        policy_version="default@1",
+        model_version="m1",
+        source=SourceRef(topic="posts", partition=0, offset=5, timestamp_ms=1),
+    )
+    again = Decision.model_validate_json(decision.model_dump_json())
+    assert again == decision
+    with pytest.raises(ValidationError):
+        Decision.model_validate({**decision.model_dump(), "surprise": 1})
+
+
+def test_dead_letter_headers_round_trip_and_cap_detail() -> None:
+    letter = DeadLetter(ReasonCode.IMAGE_CORRUPT, "d" * 2000, "posts", 3, 42)
+    back = DeadLetter.from_headers(letter.headers())
+    assert (back.reason, back.source_topic, back.source_partition, back.source_offset) == (
+        ReasonCode.IMAGE_CORRUPT,
+        "posts",
+        3,
+        42,
+    )
+    assert len(back.detail) == 500
+
+
+def test_post_model_is_frozen() -> None:
+    post = Post.model_validate_json(_post())
+    with pytest.raises(ValidationError):
+        post.caption = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", sorted(schema_documents()))
+def test_committed_schema_files_match_the_models(name: str) -> None:
+    committed = (SCHEMAS / name).read_bytes()
+    assert committed == render(schema_documents()[name]), (
+        f"schemas/{name} is stale: run `moderator schema export`"
+    )

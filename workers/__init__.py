@@ -1,0 +1,1 @@
+"""Long-running Kafka worker processes."""

@@ -1,0 +1,62 @@
+"""Worker process entry point: wire settings to clients, handle signals, run until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import start_http_server
+
+from moderator.cache import FeatureCache
+from moderator.config import Settings
+from moderator.io import create_consumer, create_producer
+from moderator.policy import load_policy
+from moderator.serving.runner import get_classifier_handle
+from workers.moderation_worker import ModerationWorker, WorkerStats
+from workers.scorer import ServeScorer, WorkerStopping
+
+logger = logging.getLogger(__name__)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) ask the worker to drain and commit."""
+
+    def _handle(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
+
+
+def run_worker(settings: Settings, stop: threading.Event) -> WorkerStats:
+    policy = load_policy(settings.policy_path)
+    if settings.worker.metrics_port:
+        start_http_server(settings.worker.metrics_port)
+        logger.info("metrics on :%s/metrics", settings.worker.metrics_port)
+    handle = get_classifier_handle(settings.serving)
+    scorer = ServeScorer(handle, settings.serving.request_timeout_s, stop)
+    info = scorer.info()
+    cache = None
+    if settings.redis.enabled and settings.redis.url is not None:
+        cache = FeatureCache.from_url(
+            settings.redis.url.get_secret_value(),
+            info.model_version,
+            info.image_embedding_dim,
+            settings.redis.feature_ttl_s,
+            settings.redis.socket_timeout_s,
+        )
+    consumer = create_consumer(settings.kafka)
+    producer = create_producer(settings.kafka)
+    worker = ModerationWorker(settings, consumer, producer, scorer, policy, cache)
+    try:
+        return worker.run(stop)
+    except WorkerStopping:
+        logger.info("stopped before the batch in hand was scored; it will be re-delivered")
+        return worker.stats
+    finally:
+        producer.flush(timeout=settings.worker.produce_timeout_s)
+        producer.close()
+        consumer.close(autocommit=False)
