@@ -32,6 +32,9 @@ class ReasonCode(StrEnum):
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
     IMAGE_CORRUPT = "image_corrupt"
     IMAGE_URL_DISABLED = "image_url_disabled"
+    # An unexpected error while decoding: a bug to report, dead-lettered so it cannot
+    # block its partition as a poison pill.
+    DECODER_ERROR = "decoder_error"
 
 
 class InvalidPostError(ModeratorError):

@@ -9,7 +9,7 @@ import threading
 
 from moderator.config import load_settings
 from moderator.errors import ModeratorError
-from workers.main import install_stop_handlers, run_worker
+from workers.main import run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         settings = load_settings(args.config)
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        run_worker(settings, stop)
+        run_worker(settings, threading.Event())
     except ModeratorError as exc:
         logging.getLogger("workers").error("%s", exc)
         return 2

@@ -7,13 +7,12 @@ import signal
 import threading
 from types import FrameType
 
-from prometheus_client import start_http_server
-
 from moderator.cache import FeatureCache
 from moderator.config import Settings
 from moderator.io import create_consumer, create_producer
 from moderator.policy import load_policy
 from moderator.serving.runner import get_classifier_handle
+from workers.health import WorkerHealth, serve_http
 from workers.moderation_worker import ModerationWorker, WorkerStats
 from workers.scorer import ServeScorer, WorkerStopping
 
@@ -31,13 +30,20 @@ def install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, _handle)
 
 
-def run_worker(settings: Settings, stop: threading.Event) -> WorkerStats:
+def run_worker(
+    settings: Settings, stop: threading.Event, handle_signals: bool = True
+) -> WorkerStats:
     policy = load_policy(settings.policy_path)
+    health = WorkerHealth(stall_after_s=settings.serving.request_timeout_s * 2)
+    server = None
     if settings.worker.metrics_port:
-        start_http_server(settings.worker.metrics_port)
-        logger.info("metrics on :%s/metrics", settings.worker.metrics_port)
+        server = serve_http(health, settings.worker.metrics_port)
+        logger.info("metrics and health on :%s", settings.worker.metrics_port)
     handle = get_classifier_handle(settings.serving)
-    scorer = ServeScorer(handle, settings.serving.request_timeout_s, stop)
+    if handle_signals:
+        # After joining Ray: ray.init installs its own SIGTERM handler, which exits at once.
+        install_stop_handlers(stop)
+    scorer = ServeScorer(handle, settings.serving.request_timeout_s, stop, health)
     info = scorer.info()
     cache = None
     if settings.redis.enabled and settings.redis.url is not None:
@@ -50,7 +56,7 @@ def run_worker(settings: Settings, stop: threading.Event) -> WorkerStats:
         )
     consumer = create_consumer(settings.kafka)
     producer = create_producer(settings.kafka)
-    worker = ModerationWorker(settings, consumer, producer, scorer, policy, cache)
+    worker = ModerationWorker(settings, consumer, producer, scorer, policy, cache, health)
     try:
         return worker.run(stop)
     except WorkerStopping:
@@ -60,3 +66,5 @@ def run_worker(settings: Settings, stop: threading.Event) -> WorkerStats:
         producer.flush(timeout=settings.worker.produce_timeout_s)
         producer.close()
         consumer.close(autocommit=False)
+        if server is not None:
+            server.shutdown()

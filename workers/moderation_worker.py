@@ -24,11 +24,12 @@ from kafka.structs import OffsetAndMetadata
 from moderator import metrics
 from moderator.cache import FeatureCache
 from moderator.config import Settings
-from moderator.errors import InvalidPostError
+from moderator.errors import InvalidPostError, ReasonCode
 from moderator.ingest import DecodedPost, decode_post
 from moderator.policy import ThresholdPolicy
 from moderator.schema import Action, DeadLetter, Decision, SourceRef
 from workers.batch_builder import build_request
+from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
 from workers.scorer import BatchScorer
 
@@ -59,6 +60,7 @@ class ModerationWorker:
         scorer: BatchScorer,
         policy: ThresholdPolicy,
         cache: FeatureCache | None,
+        health: WorkerHealth | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -70,13 +72,16 @@ class ModerationWorker:
         policy.check_categories(self.info.categories)
         self.tracker = OffsetTracker()
         self.stats = WorkerStats()
+        self.health = health or WorkerHealth(stall_after_s=float("inf"))
 
     def run(self, stop: threading.Event) -> WorkerStats:
         """Consume until `stop` is set, then finish the batch in hand, commit and return."""
         kafka = self.settings.kafka
         self.consumer.subscribe([kafka.posts_topic])
         logger.info("worker consuming %s as group %s", kafka.posts_topic, kafka.group_id)
+        self.health.set_ready(True)
         while not stop.is_set():
+            self.health.beat()
             polled = self.consumer.poll(
                 timeout_ms=self.settings.worker.poll_timeout_ms,
                 max_records=self.settings.worker.batch_size,
@@ -85,6 +90,7 @@ class ModerationWorker:
             if records:
                 self.process(records)
                 self.commit()
+        self.health.set_ready(False)
         logger.info(
             "worker stopping: %s decided, %s dead-lettered",
             self.stats.decided,
@@ -106,6 +112,12 @@ class ModerationWorker:
                 decoded = decode_post(record.value, self.settings.limits, self.info.image_size)
             except InvalidPostError as exc:
                 sends.append((record, self._dead_letter(record, exc), f"dlq:{exc.reason.value}"))
+                continue
+            except Exception as exc:
+                logger.exception("decoder failed on %s-%s@%s", record.topic, record.partition,
+                                 record.offset)
+                error = InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")
+                sends.append((record, self._dead_letter(record, error), "dlq:decoder_error"))
                 continue
             valid.append(_Valid(record, decoded))
         decoded_at = time.perf_counter()

@@ -11,6 +11,7 @@ from ray.serve.handle import DeploymentHandle
 from moderator import metrics
 from moderator.errors import ModeratorError
 from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
+from workers.health import WorkerHealth
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,17 @@ class BatchScorer(Protocol):
 class ServeScorer:
     """Calls the Classifier deployment; retries with backoff until it answers or we stop."""
 
-    def __init__(self, handle: DeploymentHandle, timeout_s: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        handle: DeploymentHandle,
+        timeout_s: float,
+        stop: threading.Event,
+        health: WorkerHealth | None = None,
+    ) -> None:
         self.handle = handle
         self.timeout_s = timeout_s
         self.stop = stop
+        self.health = health
 
     def info(self) -> ModelInfo:
         return cast(ModelInfo, self._call("model_info"))
@@ -54,6 +62,8 @@ class ServeScorer:
                     type(exc).__name__,
                     backoff,
                 )
+            if self.health is not None:
+                self.health.beat()  # retrying is progress, not a stall
             if self.stop.wait(backoff):
                 raise WorkerStopping(f"stopped while retrying {method}")
             backoff = min(backoff * 2, 10.0)

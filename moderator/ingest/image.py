@@ -37,9 +37,12 @@ def decode_image(data: bytes, limits: DecodeLimits, size: int) -> np.ndarray:
         raise InvalidPostError(ReasonCode.IMAGE_CORRUPT, "not a recognised image") from exc
     except Image.DecompressionBombError as exc:
         raise InvalidPostError(ReasonCode.IMAGE_TOO_MANY_PIXELS, str(exc)) from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        # PIL reports truncated or corrupt data through these types.
-        raise InvalidPostError(ReasonCode.IMAGE_CORRUPT, f"cannot decode image: {exc}") from exc
+    except Exception as exc:
+        # PIL parses untrusted bytes and reports bad data through many types
+        # (OSError, ValueError, SyntaxError, struct.error, IndexError...): all mean corrupt.
+        raise InvalidPostError(
+            ReasonCode.IMAGE_CORRUPT, f"cannot decode image: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _to_pixels(image: Image.Image, limits: DecodeLimits, size: int) -> np.ndarray:

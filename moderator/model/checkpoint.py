@@ -1,0 +1,72 @@
+"""Loading entry point for the serving layer: a checkpoint directory → a ModerationModel.
+
+A checkpoint directory holds config.json, whose "kind" picks the loader, plus whatever files
+that kind needs. The packaged starter checkpoint is used when no directory is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from moderator.model.base import ModerationModel
+from moderator.model.errors import ModelLoadError
+from moderator.model.starter_config import read_json
+from moderator.model.starter_model import load_starter
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+SUPPORTED_FORMAT_VERSIONS = frozenset({1})
+
+CheckpointLoader = Callable[[Path, dict[str, Any]], ModerationModel]
+
+# kind → loader; each loader validates the full config itself. A fine-tuned "fusion" kind goes here.
+LOADERS: dict[str, CheckpointLoader] = {"starter": load_starter}
+
+
+class CheckpointHeader(BaseModel):
+    """The fields every config.json has, read before the kind-specific validation."""
+
+    format_version: int
+    kind: str
+
+
+def starter_checkpoint_dir() -> Path:
+    """Directory of the starter checkpoint shipped inside the package."""
+    return Path(__file__).resolve().parent / "starter"
+
+
+def load_model(checkpoint_dir: str | Path | None) -> ModerationModel:
+    """Load the checkpoint in checkpoint_dir (None: the packaged starter); raises ModelLoadError."""
+    directory = Path(checkpoint_dir) if checkpoint_dir is not None else starter_checkpoint_dir()
+    if not directory.is_dir():
+        raise ModelLoadError(f"checkpoint directory {directory} does not exist (or is a file)")
+    config_path = directory / CONFIG_FILE
+    raw = read_json(config_path)
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise ModelLoadError(f"invalid {config_path}: expected a JSON object, got {kind}")
+    try:
+        header = CheckpointHeader.model_validate(raw)
+    except ValidationError as e:
+        raise ModelLoadError.from_validation(config_path, e) from e
+    if header.format_version not in SUPPORTED_FORMAT_VERSIONS:
+        raise ModelLoadError(
+            f"invalid {config_path}: field 'format_version': {header.format_version} is not "
+            f"supported (this moderator reads {sorted(SUPPORTED_FORMAT_VERSIONS)}); "
+            "upgrade moderator or re-export the checkpoint"
+        )
+    loader = LOADERS.get(header.kind)
+    if loader is None:
+        raise ModelLoadError(
+            f"invalid {config_path}: field 'kind': unknown kind {header.kind!r}; "
+            f"known kinds: {sorted(LOADERS)}"
+        )
+    model = loader(directory, raw)
+    logger.info("loaded %s checkpoint %s from %s", header.kind, model.model_version, directory)
+    return model

@@ -1,0 +1,113 @@
+"""Configuration of the starter model: config.json plus the ImageNet → category mapping."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from moderator.model.errors import ModelLoadError
+
+IMAGENET_MAPPING_FILE = "imagenet_categories.json"
+
+
+class CaptionCalibration(BaseModel):
+    """Maps the best prototype cosine similarity to sigmoid((sim - center) / scale)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    center: float = Field(description="similarity that scores 0.5")
+    scale: float = Field(gt=0, description="similarity change that moves the logit by 1")
+
+
+class StarterConfig(BaseModel):
+    """config.json of a starter checkpoint; every field is required."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: Literal[1]
+    kind: Literal["starter"]
+    model_version: str = Field(min_length=1)
+    categories: list[str] = Field(min_length=1)
+    image_size: int = Field(gt=0)
+    image_encoder: Literal["efficientnet-lite0"]
+    text_encoder: Literal["all-minilm-l6-v2"]
+    caption_prototypes: dict[str, list[str]]
+    caption_calibration: CaptionCalibration
+
+
+class ImageNetClass(BaseModel):
+    """One ImageNet-1k class; the name is stored so a reviewer can check the index."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: int = Field(ge=0, le=999)
+    name: str
+
+
+_MAPPING_ADAPTER = TypeAdapter(dict[str, list[ImageNetClass]])
+
+
+@dataclass(frozen=True)
+class StarterSpec:
+    """A validated starter checkpoint: its config and its ImageNet class mapping."""
+
+    config: StarterConfig
+    imagenet_classes: dict[str, list[ImageNetClass]]
+
+
+def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpec:
+    """Validate config.json (already parsed) and read the mapping file beside it."""
+    config_path = directory / "config.json"
+    try:
+        config = StarterConfig.model_validate(raw_config)
+    except ValidationError as e:
+        raise ModelLoadError.from_validation(config_path, e) from e
+    mapping_path = directory / IMAGENET_MAPPING_FILE
+    try:
+        mapping = _MAPPING_ADAPTER.validate_python(read_json(mapping_path))
+    except ValidationError as e:
+        raise ModelLoadError.from_validation(mapping_path, e) from e
+    _check_categories(config, mapping, config_path)
+    return StarterSpec(config=config, imagenet_classes=mapping)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, turning every failure into a ModelLoadError that names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"missing {path.name} in checkpoint directory {path.parent}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"cannot read {path}: {e}") from e
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
+
+
+def _check_categories(
+    config: StarterConfig, mapping: dict[str, list[ImageNetClass]], config_path: Path
+) -> None:
+    """Each category must come from exactly one modality, so no score column is left undefined."""
+    categories = config.categories
+    if len(set(categories)) != len(categories):
+        raise ModelLoadError(f"invalid {config_path}: field 'categories' has duplicates")
+    sources = (("caption_prototypes", config.caption_prototypes), (IMAGENET_MAPPING_FILE, mapping))
+    for source, names in sources:
+        unknown = sorted(set(names) - set(categories))
+        if unknown:
+            raise ModelLoadError(
+                f"invalid {config_path}: {source} names categories not in 'categories': {unknown}"
+            )
+        empty = sorted(name for name, items in names.items() if not items)
+        if empty:
+            raise ModelLoadError(f"invalid {config_path}: {source} has empty lists for {empty}")
+    both = sorted(set(config.caption_prototypes) & set(mapping))
+    neither = [c for c in categories if c not in config.caption_prototypes and c not in mapping]
+    if both or neither:
+        raise ModelLoadError(
+            f"invalid {config_path}: each category needs caption prototypes or ImageNet classes, "
+            f"not both ({both}) and not neither ({neither})"
+        )
