@@ -12,12 +12,13 @@ from rich.console import Console
 
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError
+from moderator.policy.cli import bank_app, policy_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 schema_app = typer.Typer(no_args_is_help=True, help="Wire contracts (JSON Schema).")
-policy_app = typer.Typer(no_args_is_help=True, help="Policy files.")
 app.add_typer(schema_app, name="schema")
 app.add_typer(policy_app, name="policy")
+app.add_typer(bank_app, name="bank")
 console = Console()
 
 ConfigOption = Annotated[
@@ -78,6 +79,22 @@ def demo(
 
 
 @app.command()
+def bench(
+    config: ConfigOption = None,
+    posts: Annotated[int, typer.Option(help="Posts per pipeline run.")] = 512,
+    ingest_posts: Annotated[int, typer.Option(help="Posts for the no-op ingest run.")] = 30_000,
+    out: Annotated[Path, typer.Option(help="Where bench.json and logs go.")] = Path(
+        "bench-results"
+    ),
+) -> None:
+    """Measure the pipeline against a raw model loop, repost speed-up, latency and ingest."""
+    from moderator.benchmark.run import run_bench
+
+    _logging(False)
+    run_bench(_settings(config), posts, ingest_posts, out, console)
+
+
+@app.command()
 def worker(config: ConfigOption = None) -> None:
     """Run one moderation worker against configured Kafka, Redis and Ray Serve."""
     from workers.__main__ import main as worker_main
@@ -114,24 +131,6 @@ def schema_export(
 
     for path in export_schemas(directory):
         console.print(f"wrote {path}")
-
-
-@policy_app.command("check")
-def policy_check(path: Path) -> None:
-    """Validate a policy file and print its thresholds."""
-    from moderator.policy import PolicyError, load_policy
-
-    try:
-        policy = load_policy(path)
-    except PolicyError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    console.print(f"{policy.qualified_version}: {len(policy.thresholds)} categories")
-    for category, rule in policy.thresholds.items():
-        steps = ", ".join(
-            f"{name} ≥ {value}" for name, value in rule.model_dump().items() if value is not None
-        )
-        console.print(f"  {category}: {steps}")
 
 
 def main() -> None:

@@ -65,7 +65,12 @@ class ServingSettings(_Section):
     num_gpus: float = Field(default=0.0, ge=0)
     torch_threads: int = Field(default=2, ge=1)
     max_ongoing_requests: int = Field(default=8, ge=1)
+    max_batch_size: int = Field(default=4, ge=1, description="Worker requests per forward pass.")
+    batch_wait_timeout_s: float = Field(default=0.002, ge=0)
     request_timeout_s: float = Field(default=120.0, gt=0)
+    unavailable_restart_s: float = Field(
+        default=300.0, gt=0, description="Model failing this long → /healthz fails (restart)."
+    )
 
 
 class DecodeLimits(_Section):
@@ -81,6 +86,13 @@ class WorkerSettings(_Section):
     poll_timeout_ms: int = Field(default=200, ge=1)
     metrics_port: int | None = Field(default=9400, ge=0, le=65535)
     produce_timeout_s: float = Field(default=30.0, gt=0)
+    max_in_flight_batches: int = Field(
+        default=4, ge=1, description="Batches scored at once; partitions pause at this bound."
+    )
+    max_in_flight_records: int = Field(
+        default=5_000, ge=1, description="Records polled and not yet acknowledged, at most."
+    )
+    commit_interval_ms: int = Field(default=200, ge=0, description="Least time between commits.")
 
 
 class Settings(BaseSettings):
@@ -94,6 +106,12 @@ class Settings(BaseSettings):
     limits: DecodeLimits = Field(default_factory=DecodeLimits)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     policy_path: Path = DEFAULT_POLICY
+    policy_reload_interval_s: float = Field(
+        default=10.0, ge=0, description="How often to check the policy files; 0 = never reload."
+    )
+    author_state: bool = Field(
+        default=True, description="Keep author counters in Redis (needs redis.url)."
+    )
 
     @classmethod
     def settings_customise_sources(

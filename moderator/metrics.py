@@ -43,4 +43,29 @@ CACHE_AVAILABLE = Gauge("moderator_cache_available", "1 while Redis answers, 0 w
 MODEL_CALL_FAILURES = Counter(
     "moderator_model_call_failures_total", "Classifier calls that failed and were retried."
 )
+IN_FLIGHT_RECORDS = Gauge(
+    "moderator_in_flight_records", "Records polled and not yet finished (decided and acked)."
+)
+PAUSED_PARTITIONS = Gauge(
+    "moderator_paused_partitions", "Assigned partitions paused for backpressure."
+)
 COMMITS = Counter("moderator_offset_commits_total", "Offset commits by outcome.", ["outcome"])
+
+# Policy engine. Rule ids are bounded by the policy files a deployment loads.
+POLICY_RELOADS = Counter(
+    "moderator_policy_reloads_total",
+    "Policy hot reloads by outcome (ok, invalid: the old policy keeps deciding).",
+    ["outcome"],
+)
+RULE_HITS = Counter(
+    "moderator_rule_hits_total", "Policy rules that fired, by rule id and mode.", ["rule", "mode"]
+)
+RULE_ERRORS = Counter(
+    "moderator_rule_errors_total",
+    "Rule evaluations that raised a CEL error (the rule did not fire), by rule id.",
+    ["rule"],
+)
+AUTHOR_STATE_ERRORS = Counter(
+    "moderator_author_state_errors_total",
+    "Redis author-state calls that failed (counters read as zero meanwhile).",
+)

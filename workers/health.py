@@ -10,12 +10,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 
 class WorkerHealth:
-    """Liveness: the loop made progress recently. Readiness: subscribed and the model answered."""
+    """Liveness: the loop made progress recently and the model has not been failing for long.
 
-    def __init__(self, stall_after_s: float) -> None:
+    A worker whose Ray connection died (for example after the Ray cluster was replaced)
+    retries forever; failing liveness after `model_unavailable_s` gets it restarted
+    with a fresh connection. Readiness: subscribed and the model answered.
+    """
+
+    def __init__(self, stall_after_s: float, model_unavailable_s: float = float("inf")) -> None:
         self.stall_after_s = stall_after_s
+        self.model_unavailable_s = model_unavailable_s
         self._last_beat = time.monotonic()
         self._ready = False
+        self._failing_since: float | None = None
+
+    def model_failed(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    def model_answered(self) -> None:
+        self._failing_since = None
 
     def beat(self) -> None:
         self._last_beat = time.monotonic()
@@ -24,7 +38,10 @@ class WorkerHealth:
         self._ready = ready
 
     def alive(self) -> bool:
-        return time.monotonic() - self._last_beat < self.stall_after_s
+        now = time.monotonic()
+        if self._failing_since is not None and now - self._failing_since > self.model_unavailable_s:
+            return False
+        return now - self._last_beat < self.stall_after_s
 
     def ready(self) -> bool:
         return self._ready and self.alive()

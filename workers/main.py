@@ -10,7 +10,13 @@ from types import FrameType
 from moderator.cache import FeatureCache
 from moderator.config import Settings
 from moderator.io import create_consumer, create_producer
-from moderator.policy import load_policy
+from moderator.policy import (
+    CompiledPolicy,
+    PolicyService,
+    PolicyWatcher,
+    RedisAuthorStore,
+    load_policy,
+)
 from moderator.serving.runner import get_classifier_handle
 from workers.health import WorkerHealth, serve_http
 from workers.moderation_worker import ModerationWorker, WorkerStats
@@ -30,11 +36,32 @@ def install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, _handle)
 
 
+def build_policy_service(settings: Settings) -> PolicyService:
+    """The policy (hot-reloaded unless the interval is 0) plus author state in Redis."""
+    source: CompiledPolicy | PolicyWatcher
+    if settings.policy_reload_interval_s > 0:
+        source = PolicyWatcher(
+            settings.policy_path, interval_s=settings.policy_reload_interval_s
+        ).start()
+    else:
+        source = load_policy(settings.policy_path)
+    authors = None
+    if settings.author_state and settings.redis.enabled and settings.redis.url is not None:
+        authors = RedisAuthorStore.from_url(
+            settings.redis.url.get_secret_value(),
+            socket_timeout_s=settings.redis.socket_timeout_s,
+        )
+    return PolicyService(source, authors)
+
+
 def run_worker(
     settings: Settings, stop: threading.Event, handle_signals: bool = True
 ) -> WorkerStats:
-    policy = load_policy(settings.policy_path)
-    health = WorkerHealth(stall_after_s=settings.serving.request_timeout_s * 2)
+    policy = build_policy_service(settings)
+    health = WorkerHealth(
+        stall_after_s=settings.serving.request_timeout_s * 2,
+        model_unavailable_s=settings.serving.unavailable_restart_s,
+    )
     server = None
     if settings.worker.metrics_port:
         server = serve_http(health, settings.worker.metrics_port)
@@ -66,5 +93,6 @@ def run_worker(
         producer.flush(timeout=settings.worker.produce_timeout_s)
         producer.close()
         consumer.close(autocommit=False)
+        policy.close()
         if server is not None:
             server.shutdown()

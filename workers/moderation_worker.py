@@ -1,9 +1,12 @@
-"""The moderation worker: poll a micro-batch, decide it, produce, then commit.
+"""The moderation worker: poll micro-batches, score them on Ray Serve, decide, produce, commit.
 
-Delivery is at-least-once: offsets move only after every decision and dead-letter
-record of the batch is acknowledged by the broker. A crash between produce and
-commit re-delivers the batch, and the same post, model and policy give the same
-decision again.
+Delivery is at-least-once: a record's offset is committed only after its decision
+or dead-letter record is acknowledged by the broker, per partition, up to the
+highest contiguous finished offset. Up to `worker.max_in_flight_batches` batches
+are scored concurrently; at that bound the assigned partitions are paused while
+poll keeps running, so a slow model never costs the group membership. A
+rebalance or SIGTERM drains the batches in flight and commits before partitions
+are given up.
 """
 
 from __future__ import annotations
@@ -12,23 +15,25 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
-from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from moderator import metrics
 from moderator.cache import FeatureCache
 from moderator.config import Settings
 from moderator.errors import InvalidPostError, ReasonCode
-from moderator.ingest import DecodedPost, decode_post
-from moderator.policy import ThresholdPolicy
-from moderator.schema import Action, DeadLetter, Decision, SourceRef
+from moderator.ingest import decode_post
+from moderator.policy import CompiledPolicy, PolicyService, PolicySource
+from moderator.schema import Action, DeadLetter
+from workers.batch import Batch, Output, OutputKind
 from workers.batch_builder import build_request
+from workers.decisions import ValidPost, make_decisions
 from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
 from workers.scorer import BatchScorer
@@ -42,13 +47,26 @@ class WorkerStats:
     decided: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    pauses: int = 0
+    rebalances: int = 0
     actions: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(slots=True)
-class _Valid:
-    record: ConsumerRecord
-    decoded: DecodedPost
+class _DrainOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, worker: ModerationWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Finish and commit what we hold before another member takes these partitions.
+        if not revoked:
+            return  # the first join revokes nothing
+        if self.worker.running:
+            self.worker.stats.rebalances += 1  # not counted: the revoke of consumer.close()
+        self.worker.drain()
+        self.worker.tracker.forget(set(revoked))
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        logger.info("assigned %d partitions", len(assigned))
 
 
 class ModerationWorker:
@@ -58,7 +76,7 @@ class ModerationWorker:
         consumer: KafkaConsumer,
         producer: KafkaProducer,
         scorer: BatchScorer,
-        policy: ThresholdPolicy,
+        policy: CompiledPolicy | PolicySource | PolicyService,
         cache: FeatureCache | None,
         health: WorkerHealth | None = None,
     ) -> None:
@@ -66,146 +84,167 @@ class ModerationWorker:
         self.consumer = consumer
         self.producer = producer
         self.scorer = scorer
-        self.policy = policy
+        self.policy = PolicyService.wrap(policy)
         self.cache = cache
         self.info = scorer.info()
-        policy.check_categories(self.info.categories)
+        self.policy.check_categories(self.info.categories)
         self.tracker = OffsetTracker()
         self.stats = WorkerStats()
         self.health = health or WorkerHealth(stall_after_s=float("inf"))
+        self.in_flight: list[Batch] = []
+        self.paused = False
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
+        )
+        self._last_commit = 0.0
+        self.running = False
 
     def run(self, stop: threading.Event) -> WorkerStats:
-        """Consume until `stop` is set, then finish the batch in hand, commit and return."""
-        kafka = self.settings.kafka
-        self.consumer.subscribe([kafka.posts_topic])
+        """Consume until `stop` is set, then drain what is in flight, commit and return."""
+        kafka, worker = self.settings.kafka, self.settings.worker
+        self.consumer.subscribe([kafka.posts_topic], listener=_DrainOnRevoke(self))
         logger.info("worker consuming %s as group %s", kafka.posts_topic, kafka.group_id)
         self.health.set_ready(True)
-        while not stop.is_set():
-            self.health.beat()
-            polled = self.consumer.poll(
-                timeout_ms=self.settings.worker.poll_timeout_ms,
-                max_records=self.settings.worker.batch_size,
-            )
-            records = [record for batch in polled.values() for record in batch]
-            if records:
-                self.process(records)
-                self.commit()
-        self.health.set_ready(False)
+        self.running = True
+        try:
+            while not stop.is_set():
+                self.health.beat()
+                self._apply_backpressure()
+                # Poll briefly while work is in flight so finished batches are produced promptly.
+                timeout = 5 if self.in_flight else worker.poll_timeout_ms
+                polled = self.consumer.poll(timeout_ms=timeout, max_records=worker.batch_size)
+                records = [record for batch in polled.values() for record in batch]
+                if records:
+                    self.submit(records)
+                self.advance()
+                self.commit(force=False)
+            self.drain()
+        finally:
+            self.running = False
+            self.health.set_ready(False)
+            self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info(
-            "worker stopping: %s decided, %s dead-lettered",
+            "worker stopped: %s decided, %s dead-lettered, %s pauses, %s rebalances",
             self.stats.decided,
             self.stats.dead_lettered,
+            self.stats.pauses,
+            self.stats.rebalances,
         )
         return self.stats
 
-    def process(self, records: list[ConsumerRecord]) -> None:
-        """Decide one polled batch and wait until every output is acknowledged."""
+    def submit(self, records: list[ConsumerRecord]) -> Batch:
+        """Decode a polled batch, dead-letter the bad records, and start scoring the rest."""
         metrics.POSTS_CONSUMED.inc(len(records))
         self.stats.consumed += len(records)
         self.stats.batches += 1
-        sends: list[tuple[ConsumerRecord, FutureRecordMetadata, str]] = []
         started = time.perf_counter()
-        valid: list[_Valid] = []
+        batch = Batch(records=records, valid=[])
         for record in records:
             self.tracker.started(TopicPartition(record.topic, record.partition), record.offset)
-            try:
-                decoded = decode_post(record.value, self.settings.limits, self.info.image_size)
-            except InvalidPostError as exc:
-                sends.append((record, self._dead_letter(record, exc), f"dlq:{exc.reason.value}"))
-                continue
-            except Exception as exc:
-                logger.exception("decoder failed on %s-%s@%s", record.topic, record.partition,
-                                 record.offset)
-                error = InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")
-                sends.append((record, self._dead_letter(record, error), "dlq:decoder_error"))
-                continue
-            valid.append(_Valid(record, decoded))
-        decoded_at = time.perf_counter()
-        metrics.STAGE_SECONDS.labels(stage="decode").observe(decoded_at - started)
-        if valid:
-            sends.extend(self._decide(valid, decode_ms=(decoded_at - started) * 1000))
-        self._await_acks(sends)
+            error = self._decode_into(batch, record)
+            if error is not None:
+                batch.outputs.append(self._dead_letter(record, error))
+        decoded = time.perf_counter()
+        batch.decode_ms = (decoded - started) * 1000
+        metrics.STAGE_SECONDS.labels(stage="decode").observe(decoded - started)
+        if batch.valid:
+            batch.built = build_request(
+                [v.decoded for v in batch.valid],
+                self.cache,
+                self.info.image_size,
+                self.info.image_embedding_dim,
+            )
+            batch.cache_ms = (time.perf_counter() - decoded) * 1000
+            metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
+            metrics.BATCH_SIZE.observe(len(batch.valid))
+            batch.scoring = self._executor.submit(self.scorer.score, batch.built.request)
+        else:
+            batch.produced = True
+        self.in_flight.append(batch)
+        metrics.IN_FLIGHT_RECORDS.set(self._records_in_flight())
+        return batch
 
-    def _decide(
-        self, valid: list[_Valid], decode_ms: float
-    ) -> list[tuple[ConsumerRecord, FutureRecordMetadata, str]]:
-        t0 = time.perf_counter()
-        built = build_request(
-            [v.decoded for v in valid],
-            self.cache,
-            self.info.image_size,
-            self.info.image_embedding_dim,
-        )
-        t1 = time.perf_counter()
-        response = self.scorer.score(built.request)
-        t2 = time.perf_counter()
+    def _decode_into(self, batch: Batch, record: ConsumerRecord) -> InvalidPostError | None:
+        try:
+            batch.valid.append(
+                ValidPost(
+                    record, decode_post(record.value, self.settings.limits, self.info.image_size)
+                )
+            )
+        except InvalidPostError as exc:
+            return exc
+        except Exception as exc:
+            # A decoder bug must not become a poison pill that blocks the partition.
+            logger.exception(
+                "decoder failed on %s-%s@%s", record.topic, record.partition, record.offset
+            )
+            return InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def advance(self) -> None:
+        """Produce decisions for scored batches; retire batches whose outputs are all acked."""
+        for batch in self.in_flight:
+            if not batch.produced and batch.scored:
+                self._produce_decisions(batch)
+        while self.in_flight and self.in_flight[0].acked:
+            self._retire(self.in_flight.pop(0))
+        # Later batches may finish first; retire them too (commit stays contiguous).
+        for batch in [b for b in self.in_flight if b.acked]:
+            self.in_flight.remove(batch)
+            self._retire(batch)
+        metrics.IN_FLIGHT_RECORDS.set(self._records_in_flight())
+
+    def drain(self) -> None:
+        """Finish every batch in flight (waiting for the model and the broker), then commit."""
+        for batch in self.in_flight:
+            if not batch.produced:
+                if batch.scoring is not None:
+                    batch.scoring.result()  # raises if the model call failed for good
+                self._produce_decisions(batch)
+        self.producer.flush(timeout=self.settings.worker.produce_timeout_s)
+        for batch in self.in_flight:
+            self._retire(batch)
+        self.in_flight.clear()
+        metrics.IN_FLIGHT_RECORDS.set(0)
+        self.commit(force=True)
+
+    def _produce_decisions(self, batch: Batch) -> None:
+        assert batch.scoring is not None and batch.built is not None
+        response = batch.scoring.result()
+        scored = time.perf_counter()
+        inference_ms = (scored - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
+        metrics.STAGE_SECONDS.labels(stage="inference").observe(max(inference_ms, 0) / 1000)
         if self.cache is not None:
             self.cache.put_many(
-                dict(zip(built.encode_hashes, response.new_embeddings, strict=True))
+                dict(zip(batch.built.encode_hashes, response.new_embeddings, strict=True))
             )
-        metrics.BATCH_SIZE.observe(len(valid))
-        metrics.STAGE_SECONDS.labels(stage="cache").observe(t1 - t0)
-        metrics.STAGE_SECONDS.labels(stage="inference").observe(t2 - t1)
-
-        kafka = self.settings.kafka
-        decisions: list[tuple[_Valid, Decision]] = []
-        for row, item in enumerate(valid):
-            scores = {
-                c: round(float(s), 6)
-                for c, s in zip(response.categories, response.scores[row], strict=True)
-            }
-            result = self.policy.decide(scores)
-            decisions.append(
-                (
-                    item,
-                    Decision(
-                        post_id=item.decoded.post.post_id,
-                        author_id=item.decoded.post.author_id,
-                        action=result.action,
-                        labels=result.labels,
-                        scores=scores,
-                        rules_fired=result.rules_fired,
-                        shadow_rules=result.shadow_rules,
-                        policy_version=self.policy.qualified_version,
-                        model_version=response.model_version,
-                        cache_hits=["image"] if row in built.cache_hit_rows else [],
-                        timings_ms={},
-                        source=SourceRef(
-                            topic=item.record.topic,
-                            partition=item.record.partition,
-                            offset=item.record.offset,
-                            timestamp_ms=item.record.timestamp,
-                        ),
-                    ),
-                )
-            )
-        t3 = time.perf_counter()
-        metrics.STAGE_SECONDS.labels(stage="policy").observe(t3 - t2)
         timings = {
-            "decode": round(decode_ms, 3),
-            "cache": round((t1 - t0) * 1000, 3),
-            "inference": round((t2 - t1) * 1000, 3),
-            "policy": round((t3 - t2) * 1000, 3),
+            "decode": round(batch.decode_ms, 3),
+            "cache": round(batch.cache_ms, 3),
+            "inference": round(inference_ms, 3),
+            # Pure compute inside the replica (the merged batch's forward passes).
+            "model": round(response.encode_ms + response.score_ms, 3),
         }
-        sends = []
-        for item, decision in decisions:
-            decision.timings_ms = timings
+        decisions = make_decisions(
+            batch.valid, response, batch.built.cache_hit_rows, self.policy, timings
+        )
+        policy_s = time.perf_counter() - scored
+        metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)
+        kafka = self.settings.kafka
+        for item, decision in zip(batch.valid, decisions, strict=True):
+            decision.timings_ms["policy"] = round(policy_s * 1000, 3)
             key = decision.post_id.encode()
             value = orjson.dumps(decision.model_dump(mode="json"))
-            sends.append(
-                (
-                    item.record,
-                    self.producer.send(kafka.decisions_topic, key=key, value=value),
-                    decision.action.value,
-                )
+            future = self.producer.send(kafka.decisions_topic, key=key, value=value)
+            batch.outputs.append(
+                Output(item.record, future, OutputKind.DECISION, decision.action.value)
             )
             if decision.action is Action.REVIEW:
-                sends.append(
-                    (item.record, self.producer.send(kafka.review_topic, key=key, value=value), "")
-                )
-        return sends
+                future = self.producer.send(kafka.review_topic, key=key, value=value)
+                batch.outputs.append(Output(item.record, future, OutputKind.REVIEW, "review"))
+        batch.produced = True
 
-    def _dead_letter(self, record: ConsumerRecord, error: InvalidPostError) -> FutureRecordMetadata:
+    def _dead_letter(self, record: ConsumerRecord, error: InvalidPostError) -> Output:
         # Log where the record is, never what it holds.
         logger.info(
             "dead-letter %s-%s@%s: %s",
@@ -217,38 +256,64 @@ class ModerationWorker:
         letter = DeadLetter(
             error.reason, error.detail, record.topic, record.partition, record.offset
         )
-        future: FutureRecordMetadata = self.producer.send(
+        future = self.producer.send(
             self.settings.kafka.dlq_topic,
             key=record.key,
             value=record.value,
             headers=letter.headers(),
         )
-        return future
+        return Output(record, future, OutputKind.DEAD_LETTER, error.reason.value)
 
-    def _await_acks(self, sends: list[tuple[ConsumerRecord, FutureRecordMetadata, str]]) -> None:
-        started = time.perf_counter()
+    def _retire(self, batch: Batch) -> None:
+        """All outputs acknowledged: count them and mark their inputs finished."""
         timeout = self.settings.worker.produce_timeout_s
-        self.producer.flush(timeout=timeout)
-        for record, future, outcome in sends:
-            # Raises on a failed produce: the worker stops without committing this batch.
-            future.get(timeout=timeout)
-            tp = TopicPartition(record.topic, record.partition)
-            self.tracker.finished(tp, record.offset)
-            if outcome.startswith("dlq:"):
-                reason = outcome.removeprefix("dlq:")
-                metrics.DEAD_LETTERS.labels(reason=reason).inc()
-                self.stats.dead_lettered += 1
-            elif outcome:
-                metrics.DECISIONS.labels(action=outcome).inc()
-                self.stats.decided += 1
-                self.stats.actions[outcome] += 1
         now_ms = time.time() * 1000
-        for record, _, outcome in sends:
-            if outcome and not outcome.startswith("dlq:"):
-                metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms - record.timestamp) / 1000)
-        metrics.STAGE_SECONDS.labels(stage="produce").observe(time.perf_counter() - started)
+        for output in batch.outputs:
+            # Raises on a failed produce: the worker stops without committing this batch.
+            output.future.get(timeout=timeout)
+            self.tracker.finished(output.partition, output.record.offset)
+            if output.kind is OutputKind.DEAD_LETTER:
+                metrics.DEAD_LETTERS.labels(reason=output.label).inc()
+                self.stats.dead_lettered += 1
+            elif output.kind is OutputKind.DECISION:
+                metrics.DECISIONS.labels(action=output.label).inc()
+                metrics.END_TO_END_SECONDS.observe(
+                    max(0.0, now_ms - output.record.timestamp) / 1000
+                )
+                self.stats.decided += 1
+                self.stats.actions[output.label] += 1
 
-    def commit(self) -> None:
+    def _records_in_flight(self) -> int:
+        return sum(len(b.records) for b in self.in_flight)
+
+    def _apply_backpressure(self) -> None:
+        # Two bounds: batches waiting for the model, and records waiting for anything
+        # (the broker's acks included), which bounds memory and re-deliveries after a crash.
+        worker = self.settings.worker
+        scoring = sum(1 for b in self.in_flight if not b.produced)
+        full = (
+            scoring >= worker.max_in_flight_batches
+            or self._records_in_flight() >= worker.max_in_flight_records
+        )
+        if full and not self.paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self.paused = True
+            self.stats.pauses += 1
+        elif not full and self.paused:
+            self.consumer.resume(*self.consumer.paused())
+            self.paused = False
+        elif self.paused:
+            # Partitions assigned by a rebalance while paused start unpaused.
+            newly = self.consumer.assignment() - self.consumer.paused()
+            if newly:
+                self.consumer.pause(*newly)
+        metrics.PAUSED_PARTITIONS.set(len(self.consumer.paused()))
+
+    def commit(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self.settings.worker.commit_interval_ms / 1000:
+            return
+        self._last_commit = now
         points = self.tracker.commit_points()
         if not points:
             return
@@ -260,4 +325,3 @@ class ModerationWorker:
             # The group moved on (rebalance): these records will be re-delivered. Allowed.
             metrics.COMMITS.labels(outcome="failed").inc()
             logger.warning("offset commit failed, records will be re-delivered: %s", exc)
-            self.tracker.forget(set(points))

@@ -51,7 +51,10 @@ class ServeScorer:
         backoff = 0.5
         while True:
             try:
-                return getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout_s)
+                result = getattr(self.handle, method).remote(*args).result(timeout_s=self.timeout_s)
+                if self.health is not None:
+                    self.health.model_answered()
+                return result
             except Exception as exc:
                 # Ray surfaces replica deaths, timeouts and back-pressure as varied types;
                 # the batch is simply retried, and nothing is committed meanwhile.
@@ -63,7 +66,7 @@ class ServeScorer:
                     backoff,
                 )
             if self.health is not None:
-                self.health.beat()  # retrying is progress, not a stall
+                self.health.model_failed()
             if self.stop.wait(backoff):
                 raise WorkerStopping(f"stopped while retrying {method}")
             backoff = min(backoff * 2, 10.0)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from moderator.model.base import ModerationModel
 from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_model import load_fusion
+from moderator.model.inference import InferenceOptions
 from moderator.model.starter_config import read_json
 from moderator.model.starter_model import load_starter
 
@@ -23,10 +25,10 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 
-CheckpointLoader = Callable[[Path, dict[str, Any]], ModerationModel]
+CheckpointLoader = Callable[[Path, dict[str, Any], InferenceOptions], ModerationModel]
 
-# kind → loader; each loader validates the full config itself. A fine-tuned "fusion" kind goes here.
-LOADERS: dict[str, CheckpointLoader] = {"starter": load_starter}
+# kind → loader; each loader validates the full config itself.
+LOADERS: dict[str, CheckpointLoader] = {"starter": load_starter, "fusion": load_fusion}
 
 
 class CheckpointHeader(BaseModel):
@@ -41,8 +43,13 @@ def starter_checkpoint_dir() -> Path:
     return Path(__file__).resolve().parent / "starter"
 
 
-def load_model(checkpoint_dir: str | Path | None) -> ModerationModel:
-    """Load the checkpoint in checkpoint_dir (None: the packaged starter); raises ModelLoadError."""
+def load_model(
+    checkpoint_dir: str | Path | None, options: InferenceOptions | None = None
+) -> ModerationModel:
+    """Load the checkpoint in checkpoint_dir (None: the packaged starter); raises ModelLoadError.
+
+    options picks the CPU arithmetic (fp32 by default, bf16 or dynamic int8).
+    """
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else starter_checkpoint_dir()
     if not directory.is_dir():
         raise ModelLoadError(f"checkpoint directory {directory} does not exist (or is a file)")
@@ -67,6 +74,6 @@ def load_model(checkpoint_dir: str | Path | None) -> ModerationModel:
             f"invalid {config_path}: field 'kind': unknown kind {header.kind!r}; "
             f"known kinds: {sorted(LOADERS)}"
         )
-    model = loader(directory, raw)
+    model = loader(directory, raw, options or InferenceOptions())
     logger.info("loaded %s checkpoint %s from %s", header.kind, model.model_version, directory)
     return model

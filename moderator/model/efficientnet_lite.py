@@ -18,8 +18,15 @@ from moderator.model.errors import ModelLoadError
 logger = logging.getLogger(__name__)
 
 # (kernel, stride, expand ratio, out channels, repeats) per stage.
-LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-                (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+LITE0_STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 STEM_CHANNELS = 32
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000

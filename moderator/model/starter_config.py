@@ -1,4 +1,5 @@
-"""Configuration of the starter model: config.json plus the ImageNet → category mapping."""
+"""Configuration of the starter model: config.json, the ImageNet → category mapping and,
+optionally, a caption head (a caption-only "fusion" checkpoint in a subdirectory)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_config import FusionConfig, read_fusion_config
 
 IMAGENET_MAPPING_FILE = "imagenet_categories.json"
 
@@ -37,6 +39,11 @@ class StarterConfig(BaseModel):
     text_encoder: Literal["all-minilm-l6-v2"]
     caption_prototypes: dict[str, list[str]]
     caption_calibration: CaptionCalibration
+    caption_head: str | None = Field(
+        default=None,
+        description="subdirectory with a caption-only fusion checkpoint on the offline backbone; "
+        "it scores its own categories",
+    )
 
 
 class ImageNetClass(BaseModel):
@@ -57,6 +64,8 @@ class StarterSpec:
 
     config: StarterConfig
     imagenet_classes: dict[str, list[ImageNetClass]]
+    caption_head: FusionConfig | None = None
+    caption_head_dir: Path | None = None
 
 
 def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpec:
@@ -71,8 +80,26 @@ def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpe
         mapping = _MAPPING_ADAPTER.validate_python(read_json(mapping_path))
     except ValidationError as e:
         raise ModelLoadError.from_validation(mapping_path, e) from e
-    _check_categories(config, mapping, config_path)
-    return StarterSpec(config=config, imagenet_classes=mapping)
+    head_dir = directory / config.caption_head if config.caption_head else None
+    head = _read_caption_head(head_dir, config_path) if head_dir else None
+    _check_categories(config, mapping, head, config_path)
+    return StarterSpec(
+        config=config, imagenet_classes=mapping, caption_head=head, caption_head_dir=head_dir
+    )
+
+
+def _read_caption_head(head_dir: Path, config_path: Path) -> FusionConfig:
+    raw = read_json(head_dir / "config.json")
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"invalid {head_dir / 'config.json'}: expected a JSON object")
+    head = read_fusion_config(head_dir, raw)
+    if head.backbone.type != "offline" or head.backbone_weights is not None:
+        raise ModelLoadError(
+            f"invalid {config_path}: field 'caption_head': the starter shares its pretrained "
+            f"MiniLM and Lite0, so its caption head must use the unmodified offline backbone "
+            f"(got {head.backbone.type}, fine-tuned={head.backbone_weights is not None})"
+        )
+    return head
 
 
 def read_json(path: Path) -> Any:
@@ -88,13 +115,21 @@ def read_json(path: Path) -> Any:
 
 
 def _check_categories(
-    config: StarterConfig, mapping: dict[str, list[ImageNetClass]], config_path: Path
+    config: StarterConfig,
+    mapping: dict[str, list[ImageNetClass]],
+    head: FusionConfig | None,
+    config_path: Path,
 ) -> None:
     """Each category must come from exactly one modality, so no score column is left undefined."""
     categories = config.categories
     if len(set(categories)) != len(categories):
         raise ModelLoadError(f"invalid {config_path}: field 'categories' has duplicates")
-    sources = (("caption_prototypes", config.caption_prototypes), (IMAGENET_MAPPING_FILE, mapping))
+    head_names: dict[str, list[str]] = {c: [c] for c in (head.categories if head else [])}
+    sources = (
+        ("caption_prototypes", config.caption_prototypes),
+        (IMAGENET_MAPPING_FILE, mapping),
+        ("caption_head", head_names),
+    )
     for source, names in sources:
         unknown = sorted(set(names) - set(categories))
         if unknown:
@@ -104,10 +139,11 @@ def _check_categories(
         empty = sorted(name for name, items in names.items() if not items)
         if empty:
             raise ModelLoadError(f"invalid {config_path}: {source} has empty lists for {empty}")
-    both = sorted(set(config.caption_prototypes) & set(mapping))
-    neither = [c for c in categories if c not in config.caption_prototypes and c not in mapping]
+    counts = {c: sum(c in names for _, names in sources) for c in categories}
+    both = sorted(c for c, n in counts.items() if n > 1)
+    neither = [c for c, n in counts.items() if n == 0]
     if both or neither:
         raise ModelLoadError(
-            f"invalid {config_path}: each category needs caption prototypes or ImageNet classes, "
-            f"not both ({both}) and not neither ({neither})"
+            f"invalid {config_path}: each category needs exactly one source (caption prototypes, "
+            f"ImageNet classes or the caption head), not several ({both}) and not none ({neither})"
         )

@@ -1,8 +1,9 @@
-"""Starter moderation model: ImageNet classes and caption prototypes, no fine-tuning.
+"""Starter moderation model: ImageNet classes, a caption head trained on real tweets, prototypes.
 
-Image categories sum the Lite0 softmax over mapped ImageNet classes; caption categories map the
-caption's best cosine similarity to a category's prototype phrases through a logistic function.
-It is the demo's default until a fine-tuned classifier exists.
+Image categories sum the Lite0 softmax over mapped ImageNet classes. Caption categories come from
+either a caption head (a small fusion head trained with `moderator train` on frozen MiniLM
+embeddings, run caption-only) or, zero-shot, from the caption's best cosine similarity to a
+category's prototype phrases through a logistic function. It is the demo's default model.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from moderator.model.efficientnet_lite import (
     load_efficientnet_lite0,
     pixels_to_tensor,
 )
+from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_config import content_hash
+from moderator.model.fusion_heads import FusionHead
+from moderator.model.fusion_model import load_head
+from moderator.model.inference import InferenceOptions, precision_context, prepare_module
 from moderator.model.starter_config import StarterSpec, read_starter_spec
-from moderator.model.text_encoder import MiniLMTextEncoder
+from moderator.model.text_encoder import TEXT_EMBEDDING_DIM, MiniLMTextEncoder
 
 IMAGE_CHUNK = 16
 
@@ -34,9 +40,10 @@ class StarterModerationModel:
 
     image_embedding_dim = FEATURE_DIM
 
-    def __init__(self, spec: StarterSpec) -> None:
+    def __init__(self, spec: StarterSpec, options: InferenceOptions | None = None) -> None:
         config = spec.config
-        self.model_version = config.model_version
+        self.options = options or InferenceOptions()
+        self.model_version = config.model_version + self.options.version_suffix()
         self.categories = list(config.categories)
         self.image_size = config.image_size
         self._calibration = config.caption_calibration
@@ -51,6 +58,22 @@ class StarterModerationModel:
         self._prototypes = [
             self._text_encoder.encode(config.caption_prototypes[c]) for c in caption_categories
         ]
+        self._head: FusionHead | None = None
+        self._head_columns: list[int] = []
+        head_config, head_dir = spec.caption_head, spec.caption_head_dir
+        if head_config is not None and head_dir is not None:
+            dims = (head_config.text_embedding_dim, head_config.image_embedding_dim)
+            if dims != (TEXT_EMBEDDING_DIM, FEATURE_DIM):
+                raise ModelLoadError(
+                    f"invalid {head_dir / 'config.json'}: embedding dims {dims} do not match the "
+                    f"starter's encoders ({TEXT_EMBEDDING_DIM}, {FEATURE_DIM})"
+                )
+            self._head = prepare_module(load_head(head_dir, head_config), self.options)
+            self._head_columns = [self.categories.index(c) for c in head_config.categories]
+            digest = content_hash(head_dir, head_config)[:12]
+            self.model_version = f"{config.model_version}-{digest}{self.options.version_suffix()}"
+        prepare_module(self._image_net, self.options)
+        prepare_module(self._text_encoder.model, self.options)
         logger.info("starter model %s ready: categories %s", self.model_version, self.categories)
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
@@ -64,10 +87,10 @@ class StarterModerationModel:
         # Encode in chunks: activations of a 64-image batch take ~1 GiB and the allocator
         # keeps that peak resident; chunks of 16 cost the same time at a quarter of the memory.
         chunks = []
-        with torch.inference_mode():
+        with precision_context(self.options):
             for start in range(0, len(pixels), IMAGE_CHUNK):
                 tensor = pixels_to_tensor(pixels[start : start + IMAGE_CHUNK])
-                chunks.append(self._image_net.forward_features(tensor).numpy())
+                chunks.append(self._image_net.forward_features(tensor).float().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
     def score(
@@ -77,7 +100,14 @@ class StarterModerationModel:
         check_score_inputs(captions, image_embeddings, has_image, self.image_embedding_dim)
         scores = np.zeros((len(captions), len(self.categories)), dtype=np.float32)
         scores[:, self._image_columns] = self._score_images(image_embeddings, has_image)
-        scores[:, self._caption_columns] = self._score_captions(captions)
+        rows = [i for i, caption in enumerate(captions) if caption.strip()]
+        if rows:
+            with precision_context(self.options):
+                texts = self._text_encoder.encode([captions[i] for i in rows])
+            if self._prototypes:
+                scores[np.ix_(rows, self._caption_columns)] = self._score_prototypes(texts)
+            if self._head is not None:
+                scores[np.ix_(rows, self._head_columns)] = self._score_head(self._head, texts)
         return scores
 
     def _score_images(self, embeddings: np.ndarray, has_image: np.ndarray) -> np.ndarray:
@@ -90,17 +120,23 @@ class StarterModerationModel:
         out[has_image] = np.clip(probs @ self._class_to_category, 0.0, 1.0)
         return out
 
-    def _score_captions(self, captions: list[str]) -> np.ndarray:
-        out = np.zeros((len(captions), len(self._caption_columns)), dtype=np.float32)
-        rows = [i for i, caption in enumerate(captions) if caption.strip()]
-        if not rows or not self._prototypes:
-            return out
-        embeddings = self._text_encoder.encode([captions[i] for i in rows])
-        similarity = np.stack([(embeddings @ p.T).max(axis=1) for p in self._prototypes], axis=1)
+    def _score_prototypes(self, texts: np.ndarray) -> np.ndarray:
+        """Caption embeddings [R, 384] → zero-shot prototype scores [R, prototype categories]."""
+        similarity = np.stack([(texts @ p.T).max(axis=1) for p in self._prototypes], axis=1)
         calibration = self._calibration
         logits = (similarity.astype(np.float64) - calibration.center) / calibration.scale
-        out[rows] = 1.0 / (1.0 + np.exp(-logits))
-        return out
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+    def _score_head(self, head: FusionHead, texts: np.ndarray) -> np.ndarray:
+        """Caption embeddings [R, 384] → trained caption-head scores, run without an image."""
+        rows = len(texts)
+        with precision_context(self.options):
+            logits = head(
+                torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32)),
+                torch.zeros((rows, self.image_embedding_dim)),
+                torch.zeros(rows, dtype=torch.bool),
+            )
+            return torch.sigmoid(logits.float()).numpy()
 
 
 def _class_matrix(spec: StarterSpec, image_categories: list[str]) -> np.ndarray:
@@ -112,6 +148,8 @@ def _class_matrix(spec: StarterSpec, image_categories: list[str]) -> np.ndarray:
     return matrix
 
 
-def load_starter(directory: Path, raw_config: dict[str, Any]) -> StarterModerationModel:
+def load_starter(
+    directory: Path, raw_config: dict[str, Any], options: InferenceOptions | None = None
+) -> StarterModerationModel:
     """Checkpoint loader for kind "starter"."""
-    return StarterModerationModel(read_starter_spec(directory, raw_config))
+    return StarterModerationModel(read_starter_spec(directory, raw_config), options)

@@ -1,5 +1,34 @@
-"""Policies: turn per-category scores into an action, labels and the rules that fired."""
+"""Policies: CEL rules over scores, post, author state and hash banks → an action.
 
-from moderator.policy.thresholds import PolicyError, PolicyResult, ThresholdPolicy, load_policy
+`load_policy(path)` validates and compiles a policy file once; `decide(input)`
+runs every rule as generated Python. See docs/policy.md for the language.
+"""
 
-__all__ = ["PolicyError", "PolicyResult", "ThresholdPolicy", "load_policy"]
+from moderator.policy.authors import AuthorStateConfig, RedisAuthorStore
+from moderator.policy.engine import CompiledPolicy, PolicyResult, RuleInfo
+from moderator.policy.errors import PolicyError, PolicyProblem
+from moderator.policy.inputs import AuthorCounters, PolicyInput
+from moderator.policy.loader import load_policy
+from moderator.policy.service import FixedPolicy, PolicyService, PolicySource
+from moderator.policy.watcher import PolicyWatcher
+
+ThresholdPolicy = CompiledPolicy
+"""Deprecated name of `CompiledPolicy`, kept while callers move over."""
+
+__all__ = [
+    "AuthorCounters",
+    "AuthorStateConfig",
+    "CompiledPolicy",
+    "FixedPolicy",
+    "PolicyError",
+    "PolicyInput",
+    "PolicyProblem",
+    "PolicyResult",
+    "PolicyService",
+    "PolicySource",
+    "PolicyWatcher",
+    "RedisAuthorStore",
+    "RuleInfo",
+    "ThresholdPolicy",
+    "load_policy",
+]

@@ -23,6 +23,10 @@ def classifier_args(serving: ServingSettings) -> dict[str, object]:
         "num_cpus": serving.num_cpus,
         "num_gpus": serving.num_gpus,
         "max_ongoing_requests": serving.max_ongoing_requests,
+        "batching": {
+            "max_batch_size": serving.max_batch_size,
+            "batch_wait_timeout_s": serving.batch_wait_timeout_s,
+        },
     }
 
 

@@ -46,3 +46,61 @@ def score_request(model: ModerationModel, request: ScoreRequest) -> ScoreRespons
         encode_ms=(encoded - started) * 1000,
         score_ms=(finished - encoded) * 1000,
     )
+
+
+def merge_requests(requests: list[ScoreRequest], dim: int) -> tuple[ScoreRequest, list[int]]:
+    """Concatenate requests from several workers into one model batch.
+
+    Returns the merged request and each request's row count, for `split_response`.
+    Image-table indices are rebased: all pixels first (in request order), then all
+    cached embeddings.
+    """
+    if len(requests) == 1:
+        return requests[0], [len(requests[0])]
+    total_pixels = sum(len(r.pixels) for r in requests)
+    captions: list[str] = []
+    image_index: list[int] = []
+    pixel_offset = cached_offset = 0
+    for request in requests:
+        pixels = len(request.pixels)
+        captions.extend(request.captions)
+        for i in request.image_index:
+            if i < 0:
+                image_index.append(i)
+            elif i < pixels:
+                image_index.append(pixel_offset + i)
+            else:
+                image_index.append(total_pixels + cached_offset + i - pixels)
+        pixel_offset += pixels
+        cached_offset += len(request.cached_embeddings)
+    merged = ScoreRequest(
+        captions=captions,
+        image_index=image_index,
+        pixels=np.concatenate([r.pixels for r in requests]),
+        cached_embeddings=np.concatenate([r.cached_embeddings.reshape(-1, dim) for r in requests]),
+    )
+    return merged, [len(r) for r in requests]
+
+
+def split_response(
+    response: ScoreResponse, requests: list[ScoreRequest], rows: list[int]
+) -> list[ScoreResponse]:
+    if len(requests) == 1:
+        return [response]
+    out = []
+    row = pixel = 0
+    for request, count in zip(requests, rows, strict=True):
+        pixels = len(request.pixels)
+        out.append(
+            ScoreResponse(
+                model_version=response.model_version,
+                categories=response.categories,
+                scores=response.scores[row : row + count],
+                new_embeddings=response.new_embeddings[pixel : pixel + pixels],
+                encode_ms=response.encode_ms,
+                score_ms=response.score_ms,
+            )
+        )
+        row += count
+        pixel += pixels
+    return out

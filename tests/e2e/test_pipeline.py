@@ -49,7 +49,7 @@ def test_posts_become_decisions_and_offsets_cover_every_record(
     for decision in collected.decisions.values():
         parsed = Decision.model_validate(decision)
         assert parsed.model_version.startswith("starter")
-        assert parsed.policy_version == "default@1"
+        assert parsed.policy_version == "default@2"
         assert set(parsed.scores) >= {"hate", "weapons"}
     # Reposted images were served from the Redis feature cache at least once.
     assert any("image" in d["cache_hits"] for d in collected.decisions.values())

@@ -102,9 +102,10 @@ def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
     return {tp: off for tp, off in committed.items() if off is not None}
 
 
-def _start(
+def _start_worker(
     settings: Settings, scorer: KeywordScorer
-) -> tuple[threading.Thread, threading.Event, list]:
+) -> tuple[ModerationWorker, threading.Thread, threading.Event, list[BaseException]]:
+    """Run a ModerationWorker on a thread; exceptions it raises land in the returned list."""
     worker = ModerationWorker(
         settings,
         create_consumer(settings.kafka),
@@ -127,7 +128,7 @@ def _start(
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread, stop, errors
+    return worker, thread, stop, errors
 
 
 def test_every_record_is_decided_or_dead_lettered_then_committed(
@@ -139,7 +140,7 @@ def test_every_record_is_decided_or_dead_lettered_then_committed(
     valid = {s.post_id for s in samples if s.valid}
     expected_reasons = {s.post_id: s.expected_reason for s in samples if not s.valid}
 
-    thread, stop, errors = _start(settings, KeywordScorer())
+    _, thread, stop, errors = _start_worker(settings, KeywordScorer())
     collected = collect(settings.kafka, len(valid), len(expected_reasons), timeout_s=120)
     stop.set()
     thread.join(timeout=60)
@@ -162,7 +163,7 @@ def test_nothing_is_committed_when_the_model_fails(isolated_settings: Settings) 
     create_topics(settings)
     _, ends = _produce(settings, 50)
     scorer = KeywordScorer(fail=True)
-    thread, stop, errors = _start(settings, scorer)
+    _, thread, stop, errors = _start_worker(settings, scorer)
     deadline = time.monotonic() + 60
     while not errors and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -171,3 +172,40 @@ def test_nothing_is_committed_when_the_model_fails(isolated_settings: Settings) 
     assert scorer.calls >= 1
     assert errors and "model unavailable" in str(errors[0])
     assert ends and committed_offsets(settings) == {}
+
+
+class SlowScorer(KeywordScorer):
+    """Takes `delay_s` per call, like an overloaded model replica."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def score(self, request: ScoreRequest) -> ScoreResponse:
+        time.sleep(self.delay_s)
+        return super().score(request)
+
+
+def test_slow_model_pauses_partitions_without_rebalance_or_loss(
+    isolated_settings: Settings,
+) -> None:
+    worker_settings = isolated_settings.worker.model_copy(
+        update={"batch_size": 10, "max_in_flight_batches": 2}
+    )
+    # A short poll interval would expel a worker that stopped polling while the model is slow.
+    kafka = isolated_settings.kafka.model_copy(update={"max_poll_interval_ms": 3_000})
+    settings = isolated_settings.model_copy(update={"worker": worker_settings, "kafka": kafka})
+    create_topics(settings)
+    samples, ends = _produce(settings, 120)
+    valid = {s.post_id for s in samples if s.valid}
+
+    worker, thread, stop, errors = _start_worker(settings, SlowScorer(delay_s=0.6))
+    collected = collect(settings.kafka, len(valid), len(samples) - len(valid), timeout_s=120)
+    stop.set()
+    thread.join(timeout=60)
+    assert not errors
+    assert set(collected.decisions) == valid
+    assert collected.decision_records == len(valid)  # no rebalance, so no re-delivery
+    assert worker.stats.pauses >= 1
+    assert worker.stats.rebalances == 0
+    assert committed_offsets(settings) == ends

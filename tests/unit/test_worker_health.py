@@ -35,3 +35,12 @@ def test_probes_follow_worker_state() -> None:
         assert _get(port, "/nope")[0] == 404
     finally:
         server.shutdown()
+
+
+def test_liveness_fails_when_the_model_has_been_failing_too_long() -> None:
+    health = WorkerHealth(stall_after_s=60, model_unavailable_s=0.0)
+    assert health.alive()
+    health.model_failed()
+    assert not health.alive()
+    health.model_answered()
+    assert health.alive()

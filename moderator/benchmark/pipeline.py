@@ -1,0 +1,168 @@
+"""Pipeline runs on the real broker, Redis and Ray Serve, and the no-op-model ingest run."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from moderator.config import Settings
+from moderator.demo.collect import Collected, collect
+from moderator.demo.run import produce_samples
+from moderator.demo.samples import SampleRecord
+from moderator.demo.stack import WorkerProcess, create_topics
+from moderator.io import create_consumer, create_producer
+from moderator.policy import load_policy
+from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
+from workers.moderation_worker import ModerationWorker
+
+
+def fresh_topics(settings: Settings) -> Settings:
+    """A copy of settings with topics and a group no other run has used."""
+    tag = uuid.uuid4().hex[:8]
+    kafka = settings.kafka.model_copy(
+        update={
+            "posts_topic": f"bench-posts-{tag}",
+            "decisions_topic": f"bench-decisions-{tag}",
+            "review_topic": f"bench-review-{tag}",
+            "dlq_topic": f"bench-posts-{tag}.dlq",
+            "group_id": f"bench-{tag}",
+        }
+    )
+    return settings.model_copy(update={"kafka": kafka})
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    posts_per_s: float
+    collected: Collected
+
+
+def decisions_per_second(collected: Collected) -> float:
+    """Decisions over the span between the first and the last one (start-up excluded)."""
+    stamps = sorted(collected.decision_timestamps_ms.values())
+    if len(stamps) < 2:
+        return 0.0
+    return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000)
+
+
+def run_backlog(settings: Settings, samples: list[SampleRecord], log: Path) -> PipelineResult:
+    """Pre-load the topic, then let one worker process drain it as fast as it can."""
+    settings = fresh_topics(settings)
+    create_topics(settings)
+    produce_samples(settings, samples, Console(quiet=True))
+    worker = WorkerProcess(settings, log).start()
+    try:
+        collected = collect(
+            settings.kafka, len(samples), 0, timeout_s=900, still_running=worker.alive
+        )
+    finally:
+        worker.stop()
+    return PipelineResult(decisions_per_second(collected), collected)
+
+
+def run_open_loop(
+    settings: Settings,
+    warmup: list[SampleRecord],
+    samples: list[SampleRecord],
+    rate: float,
+    log: Path,
+) -> Collected:
+    """A running worker fed at a fixed rate, whatever it does (an open-loop producer)."""
+    settings = fresh_topics(settings)
+    create_topics(settings)
+    worker = WorkerProcess(settings, log).start()
+    try:
+        produce_samples(settings, warmup, Console(quiet=True))
+        collect(settings.kafka, len(warmup), 0, timeout_s=300, still_running=worker.alive)
+        holder: dict[str, Collected] = {}
+        reader = threading.Thread(
+            target=lambda: holder.setdefault(
+                "c",
+                collect(
+                    settings.kafka,
+                    len(warmup) + len(samples),
+                    0,
+                    timeout_s=900,
+                    still_running=worker.alive,
+                ),
+            )
+        )
+        reader.start()
+        produce_samples(settings, samples, Console(quiet=True), rate=rate)
+        reader.join()
+    finally:
+        worker.stop()
+    collected = holder["c"]
+    keep = {s.post_id for s in samples}
+    collected.decisions = {k: v for k, v in collected.decisions.items() if k in keep}
+    return collected
+
+
+def added_latency_ms(collected: Collected) -> dict[str, float]:
+    """End-to-end latency minus the model's own compute for the post's batch."""
+    added = [
+        collected.decision_timestamps_ms[pid]
+        - d["source"]["timestamp_ms"]
+        - d["timings_ms"]["model"]
+        for pid, d in collected.decisions.items()
+    ]
+    p50, p99 = np.percentile(np.asarray(added, dtype=np.float64), [50, 99])
+    return {"p50": float(p50), "p99": float(p99)}
+
+
+class NoopScorer:
+    """A model that returns zeros instantly: measures everything but the model."""
+
+    def __init__(self, categories: list[str]) -> None:
+        self.categories = categories
+
+    def info(self) -> ModelInfo:
+        return ModelInfo("noop", self.categories, image_size=224, image_embedding_dim=8)
+
+    def score(self, request: ScoreRequest) -> ScoreResponse:
+        scores = np.zeros((len(request), len(self.categories)), dtype=np.float32)
+        return ScoreResponse(
+            "noop",
+            self.categories,
+            scores,
+            np.zeros((len(request.pixels), 8), np.float32),
+            0.0,
+            0.0,
+        )
+
+
+def run_ingest(settings: Settings, samples: list[SampleRecord]) -> float:
+    """Posts/s through Kafka, validation, policy and produce with a no-op model (in-process)."""
+    settings = fresh_topics(settings)
+    create_topics(settings)
+    produce_samples(settings, samples, Console(quiet=True))
+    policy = load_policy(settings.policy_path)
+    worker = ModerationWorker(
+        settings,
+        create_consumer(settings.kafka),
+        create_producer(settings.kafka),
+        NoopScorer(list(policy.categories)),
+        policy,
+        cache=None,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 600
+    while worker.stats.consumed == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    started, first = time.perf_counter(), worker.stats.decided
+    while worker.stats.decided < len(samples) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join(timeout=60)
+    worker.consumer.close(autocommit=False)
+    worker.producer.close()
+    return (worker.stats.decided - first) / elapsed

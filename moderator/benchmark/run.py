@@ -1,0 +1,143 @@
+"""`moderator bench`: every figure is a ratio against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from moderator.benchmark.pipeline import added_latency_ms, run_backlog, run_ingest, run_open_loop
+from moderator.benchmark.raw_loop import run_raw_loop
+from moderator.config import Settings
+from moderator.demo.samples import sample_stream
+from moderator.demo.stack import local_ray, local_services
+
+
+def machine() -> str:
+    memory_gib = psutil.virtual_memory().total / 2**30
+    return f"{platform.machine()}, {psutil.cpu_count()} cores, {memory_gib:.0f} GiB RAM"
+
+
+def run_bench(
+    settings: Settings, posts: int, ingest_posts: int, out: Path, console: Console
+) -> dict[str, Any]:
+    serving = settings.serving
+    batch = settings.worker.batch_size
+    unique = sample_stream(
+        posts,
+        seed=21,
+        image_share=1.0,
+        repost_share=0.0,
+        harmful_share=0.1,
+        malformed_share=0.0,
+        run_id="bench-unique",
+    )
+    reposts = sample_stream(
+        posts,
+        seed=22,
+        image_share=1.0,
+        repost_share=0.5,
+        harmful_share=0.1,
+        malformed_share=0.0,
+        run_id="bench-reposts",
+    )
+    captions = sample_stream(
+        ingest_posts, seed=23, image_share=0.0, malformed_share=0.0, run_id="bench-ingest"
+    )
+    results: dict[str, Any] = {"machine": machine(), "posts": posts, "batch_size": batch}
+
+    console.print("[bold]1/5[/] raw loop (baseline: same model, same batches, no Kafka/Ray)")
+    raw = run_raw_loop(
+        unique,
+        batch,
+        serving.torch_threads,
+        str(serving.checkpoint) if serving.checkpoint else None,
+    )
+    results["raw_loop"] = raw.__dict__
+
+    with local_services(settings) as services, local_ray(services) as stack:
+        logs = out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        console.print("[bold]2/5[/] pipeline, backlog of unique images")
+        pipeline = run_backlog(stack, unique, logs / "worker-unique.log")
+        console.print("[bold]3/5[/] pipeline, backlog with 50% exact reposts")
+        repost_run = run_backlog(stack, reposts, logs / "worker-reposts.log")
+        rate = 0.5 * pipeline.posts_per_s
+        console.print(f"[bold]4/5[/] open loop at 50% of max ({rate:.1f} posts/s)")
+        warmup = sample_stream(
+            2 * batch, seed=24, image_share=1.0, malformed_share=0.0, run_id="bench-warmup"
+        )
+        load = sample_stream(
+            max(posts // 2, 4 * batch),
+            seed=25,
+            image_share=1.0,
+            repost_share=0.0,
+            malformed_share=0.0,
+            run_id="bench-load",
+        )
+        open_loop = run_open_loop(stack, warmup, load, rate, logs / "worker-open-loop.log")
+        console.print("[bold]5/5[/] ingest with a no-op model (caption-only posts)")
+        ingest = run_ingest(stack, captions)
+
+    image_ms, rest_ms = raw.image_encode_ms_per_image, raw.rest_ms_per_post
+    predicted = (image_ms + rest_ms) / (0.5 * image_ms + rest_ms)
+    measured = repost_run.posts_per_s / pipeline.posts_per_s
+    results |= {
+        "pipeline_posts_per_s": pipeline.posts_per_s,
+        "pipeline_vs_raw": pipeline.posts_per_s / raw.posts_per_s,
+        "reposts_posts_per_s": repost_run.posts_per_s,
+        "repost_speedup_measured": measured,
+        "repost_speedup_predicted": predicted,
+        "repost_speedup_ratio": measured / predicted,
+        "open_loop_rate": rate,
+        "added_latency_ms": added_latency_ms(open_loop),
+        "ingest_noop_posts_per_s": ingest,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    render(console, results)
+    return results
+
+
+def render(console: Console, r: dict[str, Any]) -> None:
+    table = Table(
+        title=f"moderator bench · {r['machine']} · {r['posts']} posts · batch {r['batch_size']}"
+    )
+    for column in ("figure", "measured", "baseline", "goal"):
+        table.add_column(column)
+    raw = r["raw_loop"]["posts_per_s"]
+    table.add_row(
+        "pipeline ÷ raw loop",
+        f"{r['pipeline_vs_raw']:.2f}",
+        f"raw {raw:.1f} posts/s, pipeline {r['pipeline_posts_per_s']:.1f}",
+        "≥ 0.90",
+    )
+    lat = r["added_latency_ms"]
+    table.add_row(
+        "added latency p50 at 50% load",
+        f"{lat['p50']:.1f} ms",
+        f"over model compute, {r['open_loop_rate']:.1f} posts/s",
+        "≤ 5 ms",
+    )
+    table.add_row("added latency p99 at 50% load", f"{lat['p99']:.1f} ms", "", "≤ 20 ms")
+    table.add_row(
+        "repost speed-up ÷ predicted",
+        f"{r['repost_speedup_ratio']:.2f}",
+        f"measured {r['repost_speedup_measured']:.2f}x, "
+        f"predicted {r['repost_speedup_predicted']:.2f}x",
+        "≥ 0.90",
+    )
+    table.add_row(
+        "ingest, no-op model",
+        f"{r['ingest_noop_posts_per_s']:,.0f} posts/s",
+        "caption-only posts, one worker",
+        "≥ 20,000",
+    )
+    console.print(table)

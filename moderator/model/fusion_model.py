@@ -1,0 +1,209 @@
+"""The fine-tuned "fusion" model: a backbone plus a fusion head, served as a ModerationModel.
+
+embed_images returns the backbone's image embedding, exactly what the head consumes, so the
+worker's Redis cache of image embeddings works as for any model. score() encodes the captions,
+runs the head and applies a sigmoid per category (multi-label).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moderator.model.backbone_base import BackboneEncoder
+from moderator.model.backbones import load_backbone
+from moderator.model.base import check_pixels, check_score_inputs
+from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_config import (
+    BACKBONE_FILE,
+    CONFIG_FILE,
+    FusionConfig,
+    Modalities,
+    content_hash,
+    load_tensors,
+    read_fusion_config,
+    save_tensors,
+    write_config,
+)
+from moderator.model.fusion_heads import FusionHead, build_head
+from moderator.model.inference import InferenceOptions, precision_context, prepare_module
+
+logger = logging.getLogger(__name__)
+
+
+class FusionModerationModel:
+    """Implements ModerationModel for a trained backbone + head checkpoint."""
+
+    def __init__(
+        self,
+        config: FusionConfig,
+        backbone: BackboneEncoder,
+        head: FusionHead,
+        version: str,
+        options: InferenceOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.options = options or InferenceOptions()
+        self.model_version = version + self.options.version_suffix()
+        self.categories = list(config.categories)
+        self.image_size = config.preprocessing.image_size
+        self.image_embedding_dim = config.image_embedding_dim
+        self.backbone = backbone
+        for module in backbone.trainable_modules().values():
+            prepare_module(module, self.options)
+        self.head = prepare_module(head, self.options)
+
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 RGB [N, S, S, 3] → the backbone's image embedding [N, image_embedding_dim]."""
+        check_pixels(pixels, self.image_size)
+        with precision_context(self.options):
+            return self.backbone.encode_images(pixels)
+
+    def score(
+        self, captions: list[str], image_embeddings: np.ndarray, has_image: np.ndarray
+    ) -> np.ndarray:
+        """Sigmoid scores [B, categories]; a head trained on captions only ignores images."""
+        check_score_inputs(captions, image_embeddings, has_image, self.image_embedding_dim)
+        if not captions:
+            return np.zeros((0, len(self.categories)), dtype=np.float32)
+        if self.config.modalities == "image":
+            text = np.zeros((len(captions), self.config.text_embedding_dim), dtype=np.float32)
+        else:
+            with precision_context(self.options):
+                text = self.backbone.encode_texts(captions)
+        return self.score_embeddings(text, image_embeddings, has_image)
+
+    def score_embeddings(
+        self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray
+    ) -> np.ndarray:
+        """The head alone on precomputed embeddings (training, evaluation, benchmarks)."""
+        text, image, has_image = apply_modalities(
+            text, image_embeddings, has_image, self.config.modalities
+        )
+        with precision_context(self.options):
+            logits = self.head(
+                torch.from_numpy(text), torch.from_numpy(image), torch.from_numpy(has_image)
+            )
+            return torch.sigmoid(logits.float()).numpy().astype(np.float32)
+
+
+def apply_modalities(
+    text: np.ndarray, image: np.ndarray, has_image: np.ndarray, modalities: Modalities
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the head sees: zeros for an unused side; images only where has_image is True.
+
+    Training and serving both go through here, so they always agree.
+    """
+    has_image = has_image.astype(bool)
+    if modalities == "text":
+        has_image = np.zeros_like(has_image)
+    if modalities == "image":
+        text = np.zeros_like(text)
+    image = np.where(has_image[:, None], image, 0.0).astype(np.float32)
+    return np.ascontiguousarray(text, dtype=np.float32), image, has_image
+
+
+def load_head(directory: Path, config: FusionConfig) -> FusionHead:
+    """Build the head config.head describes and load its weights, refusing any mismatch."""
+    head = build_head(
+        config.head, config.text_embedding_dim, config.image_embedding_dim, len(config.categories)
+    )
+    path = directory / config.head_weights
+    state = load_tensors(path)
+    expected = head.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"invalid {path}: weights do not fit head type {config.head.type!r} in "
+            f"{CONFIG_FILE} (missing {missing[:4]}, unexpected {unexpected[:4]}): "
+            "the head type or its options differ from the ones trained"
+        )
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise ModelLoadError(
+                f"invalid {path}: {key} has shape {tuple(state[key].shape)} but {CONFIG_FILE} "
+                f"implies {tuple(tensor.shape)}; {_shape_hint(key, config)}"
+            )
+    head.load_state_dict(state, strict=True)
+    return head.eval()
+
+
+def _shape_hint(key: str, config: FusionConfig) -> str:
+    if key.startswith("text_"):
+        return f"text_embedding_dim is {config.text_embedding_dim}"
+    if key.startswith("image_"):
+        return f"image_embedding_dim is {config.image_embedding_dim}"
+    return (
+        f"check categories ({len(config.categories)}: {config.categories}) and the head options "
+        f"{config.head.model_dump()}"
+    )
+
+
+def check_backbone(config: FusionConfig, backbone: BackboneEncoder, directory: Path) -> None:
+    """The loaded backbone must produce the embedding sizes the head was trained on."""
+    dims = {"text_embedding_dim": backbone.text_dim, "image_embedding_dim": backbone.image_dim}
+    for field, actual in dims.items():
+        if getattr(config, field) != actual:
+            raise ModelLoadError(
+                f"invalid {directory / CONFIG_FILE}: field '{field}': the checkpoint says "
+                f"{getattr(config, field)} but backbone {config.backbone.id!r} produces {actual}"
+            )
+
+
+def load_backbone_weights(directory: Path, name: str, backbone: BackboneEncoder) -> None:
+    """Stage-2 checkpoints carry fine-tuned encoder weights: load them strictly."""
+    state = load_tensors(directory / name)
+    for module_name, module in backbone.trainable_modules().items():
+        prefix = f"{module_name}."
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as e:
+            raise ModelLoadError(
+                f"invalid {directory / name}: does not fit backbone {config_id(backbone)}: {e}"
+            ) from e
+
+
+def config_id(backbone: BackboneEncoder) -> str:
+    return f"{backbone.spec.type}:{backbone.spec.id}"
+
+
+def load_fusion(
+    directory: Path, raw: dict[str, Any], options: InferenceOptions | None = None
+) -> FusionModerationModel:
+    """Checkpoint loader for kind "fusion"; every check runs before the model is usable."""
+    config = read_fusion_config(directory, raw)
+    head = load_head(directory, config)  # cheap checks first, before loading encoders
+    backbone = load_backbone(config.backbone, config.preprocessing, directory)
+    check_backbone(config, backbone, directory)
+    if config.backbone_weights is not None:
+        load_backbone_weights(directory, config.backbone_weights, backbone)
+    version = f"{config.name}-{content_hash(directory, config)[:12]}"
+    return FusionModerationModel(config, backbone, head, version, options)
+
+
+def save_fusion_checkpoint(
+    directory: Path,
+    config: FusionConfig,
+    head: FusionHead,
+    backbone: BackboneEncoder | None = None,
+) -> Path:
+    """Write config.json and the safetensors files; pass backbone after stage-2 fine-tuning."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / config.head_weights, head.state_dict())
+    if backbone is not None:
+        config = config.model_copy(update={"backbone_weights": BACKBONE_FILE})
+        state = {
+            f"{name}.{key}": value
+            for name, module in backbone.trainable_modules().items()
+            for key, value in module.state_dict().items()
+        }
+        save_tensors(directory / BACKBONE_FILE, state)
+    write_config(directory, config)
+    logger.info("wrote fusion checkpoint %s to %s", config.name, directory)
+    return directory

@@ -1,0 +1,138 @@
+"""Author state in Redis: sliding-window counters and strikes with expiry.
+
+Per author, three sorted sets whose members are post ids and scores are the
+posts' times: every post, blocked posts, and strikes (posts whose action gives
+a strike, block by default). A counter is a ZCOUNT over a window that ends
+just before the post being decided, so a re-delivered post reads the same
+counters and re-records the same members: decisions stay idempotent.
+
+Writes are buffered and sent in one pipeline with the next read (or every
+`flush_every` posts), so a policy that never reads author state costs one
+round trip per batch of posts, and one that does costs one per post. When
+Redis fails, counters read as zero (rules on author state do not fire), the
+failure is counted, and Redis is left alone for `retry_after_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from moderator import metrics
+from moderator.policy.inputs import NO_HISTORY, AuthorCounters
+from moderator.schema.decision import Action
+
+logger = logging.getLogger(__name__)
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class AuthorStateConfig:
+    key_prefix: str = "moderator:author:"
+    strike_actions: Collection[Action] = field(default_factory=lambda: frozenset({Action.BLOCK}))
+    strike_ttl_s: float = 30 * DAY
+    flush_every: int = 64
+    retry_after_s: float = 5.0
+
+
+class RedisAuthorStore:
+    def __init__(self, client: redis.Redis, config: AuthorStateConfig | None = None) -> None:
+        self.client = client
+        self.config = config or AuthorStateConfig()
+        self._pending: list[tuple[str, str, float, Action]] = []
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+
+    @classmethod
+    def from_url(
+        cls, url: str, config: AuthorStateConfig | None = None, socket_timeout_s: float = 0.5
+    ) -> RedisAuthorStore:
+        client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+        )
+        return cls(client, config)
+
+    def _keys(self, author_id: str) -> tuple[str, str, str]:
+        base = f"{self.config.key_prefix}{author_id}"
+        return f"{base}:posts", f"{base}:blocks", f"{base}:strikes"
+
+    def counters(self, author_id: str, now: float) -> AuthorCounters:
+        """The author's counters before `now` (pending writes are sent first)."""
+        if time.monotonic() < self._down_until:
+            return NO_HISTORY
+        posts, blocks, strikes = self._keys(author_id)
+        before = f"({now!r}"
+        with self._lock:
+            pending, self._pending = self._pending, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            self._queue_writes(pipe, pending)
+            pipe.zcount(posts, now - HOUR, before)
+            pipe.zcount(posts, now - DAY, before)
+            pipe.zcount(blocks, now - DAY, before)
+            pipe.zcount(strikes, now - self.config.strike_ttl_s, before)
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return NO_HISTORY
+        hour, day, blocked, struck = (int(r) for r in replies[-4:])
+        return AuthorCounters(
+            posts_last_hour=hour, posts_last_day=day, blocks_last_day=blocked, strikes=struck
+        )
+
+    def record(self, author_id: str, post_id: str, now: float, action: Action) -> None:
+        """Remember a decided post; sent with the next read or every `flush_every` posts."""
+        with self._lock:
+            self._pending.append((author_id, post_id, now, action))
+            full = len(self._pending) >= self.config.flush_every
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending or time.monotonic() < self._down_until:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            self._queue_writes(pipe, pending)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def _queue_writes(self, pipe: Any, pending: list[tuple[str, str, float, Action]]) -> None:
+        ttl = int(max(DAY, self.config.strike_ttl_s)) + 3600
+        for author_id, post_id, now, action in pending:
+            posts, blocks, strikes = self._keys(author_id)
+            pipe.zadd(posts, {post_id: now})
+            pipe.zremrangebyscore(posts, "-inf", now - DAY - HOUR)
+            pipe.expire(posts, int(DAY + HOUR))
+            if action is Action.BLOCK:
+                pipe.zadd(blocks, {post_id: now})
+                pipe.zremrangebyscore(blocks, "-inf", now - DAY - HOUR)
+                pipe.expire(blocks, int(DAY + HOUR))
+            if action in self.config.strike_actions:
+                pipe.zadd(strikes, {post_id: now})
+                pipe.zremrangebyscore(strikes, "-inf", now - self.config.strike_ttl_s - HOUR)
+                pipe.expire(strikes, ttl)
+
+    def _failed(self, error: Exception) -> None:
+        metrics.AUTHOR_STATE_ERRORS.inc()
+        self._down_until = time.monotonic() + self.config.retry_after_s
+        logger.warning(
+            "author state unavailable for %.0f s (counters read as zero): %s",
+            self.config.retry_after_s,
+            error,
+        )
+
+    def close(self) -> None:
+        self.flush()
+        self.client.close()

@@ -1,0 +1,70 @@
+"""The evaluation context: the variables a rule's `when` expression can name.
+
+=========  =========================  =============================================
+variable   type                       holds
+=========  =========================  =============================================
+scores     map(string, double)        classifier score per category (``scores.hate``)
+post       Post                       id, caption, lang, has_image, metadata
+author     Author                     id and counters (posts_last_hour, ...)
+=========  =========================  =============================================
+
+Hash banks and term lists are reached through functions (`functions.py`).
+Each entry also says how generated Python reads it from a `PolicyInput` bound
+to ``P`` (``S`` = ``P.scores``, ``A`` = ``P.author``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderator.policy.inputs import AUTHOR_FIELDS
+from moderator.policy.typesystem import (
+    BOOL,
+    DOUBLE,
+    DYN,
+    INT,
+    STRING,
+    CelType,
+    map_of,
+    object_type,
+)
+
+POST = object_type("Post")
+AUTHOR = object_type("Author")
+SCORES = map_of(DOUBLE)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    type: CelType
+    code: str
+    doc: str
+
+
+OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
+    "Post": {
+        "id": FieldSpec(STRING, "P.post_id", "the post id"),
+        "caption": FieldSpec(STRING, "P.caption", "caption text, '' when none"),
+        "lang": FieldSpec(STRING, "P.lang", "BCP 47 language tag, '' when unknown"),
+        "has_image": FieldSpec(BOOL, "P.has_image", "whether the post carries an image"),
+        "metadata": FieldSpec(map_of(DYN), "P.metadata", "the producer's free-form metadata"),
+    },
+    "Author": {
+        "id": FieldSpec(STRING, "P.author_id", "the author id"),
+        **{name: FieldSpec(INT, f"A.{name}", f"author counter {name}") for name in AUTHOR_FIELDS},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSpec:
+    type: CelType
+    code: str
+    origin: str
+
+
+VARIABLES: dict[str, VariableSpec] = {
+    "scores": VariableSpec(SCORES, "S", "scores"),
+    "post": VariableSpec(POST, "P", "post"),
+    "author": VariableSpec(AUTHOR, "A", "author"),
+}

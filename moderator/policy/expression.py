@@ -1,0 +1,39 @@
+"""One CEL expression compiled on its own: for tools, tests and the function contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from moderator.policy.compiler import CompileEnv, ExpressionCompiler
+from moderator.policy.inputs import PolicyInput
+from moderator.policy.terms import TermList
+from moderator.policy.typesystem import CelType
+
+
+class CompiledExpression:
+    """`evaluate(input)` returns the value or raises one of `runtime.EVAL_ERRORS`."""
+
+    def __init__(
+        self,
+        text: str,
+        categories: Collection[str],
+        term_lists: Mapping[str, TermList] | None = None,
+        banks: Collection[str] = (),
+    ) -> None:
+        env = CompileEnv(categories, term_lists, banks)
+        code = ExpressionCompiler(env).compile_value(text)
+        self.text = text
+        self.type: CelType = code.type
+        self.python_source = (
+            "def _expression(P):\n"
+            "    S = P.scores\n"
+            "    A = P.author\n"
+            "    H = P.hash_matches\n"
+            f"    return {code.src}\n"
+        )
+        exec(compile(self.python_source, "<expression>", "exec"), env.namespace)
+        self._function: Callable[[PolicyInput], Any] = env.namespace["_expression"]
+
+    def evaluate(self, data: PolicyInput) -> Any:
+        return self._function(data)

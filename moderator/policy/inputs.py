@@ -1,0 +1,84 @@
+"""What a policy sees about one post: `PolicyInput`.
+
+The worker builds one per decoded post from the classifier scores, the post's
+own fields, the author's counters (Redis) and the hash-bank matches of its
+image. Building it is a handful of attribute copies: the caption's word
+tokens, needed by term lists, are computed lazily and at most once per post.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from moderator.policy.terms import TextForms, text_forms
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorCounters:
+    """The author's recent history, read before the decision (the post itself not counted)."""
+
+    posts_last_hour: int = 0
+    posts_last_day: int = 0
+    blocks_last_day: int = 0
+    strikes: int = 0
+    """Active strikes: blocks within the strike expiry window."""
+
+
+NO_HISTORY = AuthorCounters()
+AUTHOR_FIELDS = ("posts_last_hour", "posts_last_day", "blocks_last_day", "strikes")
+
+
+@dataclass(slots=True, eq=False)
+class PolicyInput:
+    """Everything a rule can read about one post."""
+
+    scores: Mapping[str, float]
+    """Classifier score per category, 0..1; a category the policy names but the input
+    lacks reads as 0.0."""
+    post_id: str = ""
+    author_id: str = ""
+    caption: str = ""
+    lang: str = ""
+    has_image: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    author: AuthorCounters = NO_HISTORY
+    hash_matches: Mapping[str, int] = field(default_factory=dict)
+    """Bank name → Hamming distance of the nearest match (0 for exact banks)."""
+    now: float | None = None
+    """Evaluation time, epoch seconds (rule expiry); None means the wall clock."""
+    _caption_forms: TextForms | None = field(default=None, init=False, repr=False)
+
+    def caption_forms(self) -> TextForms:
+        forms = self._caption_forms
+        if forms is None:
+            forms = self._caption_forms = text_forms(self.caption)
+        return forms
+
+    @classmethod
+    def from_post(
+        cls,
+        post: Any,
+        scores: Mapping[str, float],
+        *,
+        author: AuthorCounters = NO_HISTORY,
+        hash_matches: Mapping[str, int] = _EMPTY,
+        now: float | None = None,
+    ) -> PolicyInput:
+        """From a `moderator.schema.Post` (or anything with the same attributes)."""
+        return cls(
+            scores=scores,
+            post_id=post.post_id,
+            author_id=post.author_id,
+            caption=post.caption,
+            lang=post.lang or "",
+            has_image=post.image_b64 is not None or post.image_url is not None,
+            metadata=post.metadata,
+            author=author,
+            hash_matches=hash_matches,
+            now=now,
+        )

@@ -1,0 +1,280 @@
+"""`moderator train` and `moderator eval`: typer commands on `model_app`.
+
+Mounted by moderator/cli.py with `app.registered_commands += model_app.registered_commands`
+(both commands at the top level). Examples:
+
+    moderator train data/train.jsonl --out checkpoints/memes --val-data data/dev.jsonl
+    moderator train ../shared/data/davidson/labeled_data.csv --preset davidson --out ckpt
+    moderator eval ckpt ../shared/data/davidson/labeled_data.csv --preset davidson --split test
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from moderator.errors import ModeratorError
+from moderator.model.fusion_heads import HeadConfig
+from moderator.model.inference import PRECISIONS, Precision
+
+model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
+console = Console()
+logger = logging.getLogger(__name__)
+
+Preset = Annotated[
+    str | None, typer.Option(help="Field mapping preset: hateful-memes (default) or davidson.")
+]
+TextField = Annotated[str | None, typer.Option(help="Field holding the caption.")]
+ImageField = Annotated[
+    str | None, typer.Option(help="Field holding the image path; 'none' for caption-only data.")
+]
+LabelField = Annotated[
+    list[str] | None,
+    typer.Option(help="Label field; repeat for one field per category. A list value is fine."),
+]
+LabelMap = Annotated[
+    list[str] | None,
+    typer.Option(help="VALUE=CAT[,CAT...] (VALUE= for a negative); repeatable."),
+]
+Category = Annotated[list[str] | None, typer.Option(help="Category names, in order; repeatable.")]
+ImageRoot = Annotated[Path | None, typer.Option(help="Folder image paths are relative to.")]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(help="Embedding cache; default $MODERATOR_CACHE_DIR or ~/.cache/moderator."),
+]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Recompute embeddings.")]
+Limit = Annotated[int | None, typer.Option(help="Use a seeded stratified sample of N rows.")]
+Seed = Annotated[int, typer.Option(help="Seed of the split, the sample and the training.")]
+ValFraction = Annotated[float, typer.Option(help="Share of rows for validation.")]
+TestFraction = Annotated[float, typer.Option(help="Share of rows held out for the test report.")]
+TargetPrecision = Annotated[
+    float, typer.Option(help="Suggest the lowest threshold reaching this precision.")
+]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def dataset_spec(
+    preset: str | None,
+    text_field: str | None,
+    image_field: str | None,
+    label_field: list[str] | None,
+    label_map: list[str] | None,
+    category: list[str] | None,
+    image_root: Path | None,
+) -> Any:
+    """A DatasetSpec: the preset's mapping with every given option replacing its field."""
+    from moderator.training.dataset import PRESETS
+
+    base = PRESETS.get(preset or "hateful-memes")
+    if base is None:
+        raise typer.BadParameter(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    changes: dict[str, Any] = {}
+    if text_field:
+        changes["text_field"] = text_field
+    if image_field:
+        changes["image_field"] = None if image_field.lower() == "none" else image_field
+    if label_field:
+        changes["label_fields"] = label_field
+        changes["categories"] = None  # derived from the new fields unless given
+        changes["label_map"] = {}
+    if label_map:
+        changes["label_map"] = dict(_parse_label_map(item) for item in label_map)
+        if not category:
+            changes["categories"] = None
+    if category:
+        changes["categories"] = category
+    if image_root:
+        changes["image_root"] = image_root
+    return type(base).model_validate({**base.model_dump(), **changes})
+
+
+def _parse_label_map(item: str) -> tuple[str, list[str]]:
+    value, sep, names = item.partition("=")
+    if not sep or not value:
+        raise typer.BadParameter(f"--label-map {item!r}: expected VALUE=CAT[,CAT...]")
+    return value.strip(), [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    from moderator.training.embedding_cache import default_cache_dir
+
+    return None if no_cache else cache_dir or default_cache_dir()
+
+
+def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
+    from moderator.training.report import metrics_table
+
+    table = Table(title=title)
+    for column in ("category", "n+", "AUROC", "AP", "F1", "acc", "ECE", "thr", "thr@P"):
+        table.add_column(column)
+    for row in metrics_table(metrics):
+        table.add_row(*row)
+    console.print(table)
+
+
+@model_app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="JSONL or CSV training data.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
+    val_data: Annotated[Path | None, typer.Option(help="Validation file (else a split).")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Default: OUT/report.")] = None,
+    preset: Preset = None,
+    text_field: TextField = None,
+    image_field: ImageField = None,
+    label_field: LabelField = None,
+    label_map: LabelMap = None,
+    category: Category = None,
+    image_root: ImageRoot = None,
+    backbone: Annotated[
+        str, typer.Option(help="offline | clip:ID_OR_PATH[@REV] | align:ID_OR_PATH[@REV]")
+    ] = "offline",
+    image_size: Annotated[
+        int | None, typer.Option(help="Offline backbone only: input side (default 224).")
+    ] = None,
+    head: Annotated[str, typer.Option(help="cross | concat | late")] = "cross",
+    hidden_dim: int = 256,
+    projection_dim: int = 32,
+    unimodal_terms: Annotated[
+        bool, typer.Option(help="cross: append 1 to each projection before the product.")
+    ] = True,
+    dropout: float = 0.2,
+    modalities: Annotated[str, typer.Option(help="both | text | image (ablations).")] = "both",
+    name: Annotated[str, typer.Option(help="model_version prefix.")] = "fusion",
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    patience: int = 8,
+    class_weighting: Annotated[str, typer.Option(help="none | sqrt | balanced")] = "sqrt",
+    seed: Seed = 0,
+    val_fraction: ValFraction = 0.1,
+    test_fraction: TestFraction = 0.1,
+    target_precision: TargetPrecision = 0.9,
+    unfreeze: Annotated[bool, typer.Option(help="Stage 2: fine-tune encoders (GPU).")] = False,
+    encoder_learning_rate: float = 1e-5,
+    stage2_epochs: int = 3,
+    limit: Limit = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Train a fusion head (stage 1) and optionally the encoders (stage 2) into a checkpoint."""
+    from pydantic import ValidationError
+
+    from moderator.model.backbones import parse_backbone
+    from moderator.training.run import run_training
+    from moderator.training.trainer import TrainConfig
+
+    try:
+        spec = dataset_spec(
+            preset, text_field, image_field, label_field, label_map, category, image_root
+        )
+        head_config = HeadConfig.model_validate(
+            {
+                "type": head,
+                "hidden_dim": hidden_dim,
+                "projection_dim": projection_dim,
+                "unimodal_terms": unimodal_terms,
+                "dropout": dropout,
+            }
+        )
+        config = TrainConfig.model_validate(
+            {
+                "name": name,
+                "head": head_config,
+                "modalities": modalities,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "weight_decay": weight_decay,
+                "patience": patience,
+                "seed": seed,
+                "class_weighting": class_weighting,
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "target_precision": target_precision,
+                "unfreeze": unfreeze,
+                "encoder_learning_rate": encoder_learning_rate,
+                "stage2_epochs": stage2_epochs,
+            }
+        )
+        backbone_spec = parse_backbone(backbone)
+    except (ValidationError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        with _progress() as progress:
+            report = run_training(
+                data, spec, backbone_spec, config, out, report_dir, val_data,
+                _cache(cache_dir, no_cache), limit, progress, image_size,
+            )  # fmt: skip
+    except ModeratorError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from e
+    _print_metrics("validation", report["validation"])
+    if "test" in report:
+        _print_metrics(f"held-out test ({report['test_rows']} rows)", report["test"])
+    console.print(f"checkpoint {report['model_version']} written to {out}")
+    console.print(f"report: {report_dir or out / 'report'}")
+
+
+@model_app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (any kind).")],
+    data: Annotated[Path, typer.Argument(help="JSONL or CSV data.")],
+    report_dir: Annotated[Path, typer.Option(help="Where report.json and roc.png go.")] = Path(
+        "eval-report"
+    ),
+    split: Annotated[
+        str, typer.Option(help="all, or train/val/test as `moderator train` split the file.")
+    ] = "all",
+    preset: Preset = None,
+    text_field: TextField = None,
+    image_field: ImageField = None,
+    label_field: LabelField = None,
+    label_map: LabelMap = None,
+    category: Category = None,
+    image_root: ImageRoot = None,
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | int8")] = "fp32",
+    seed: Seed = 0,
+    val_fraction: ValFraction = 0.1,
+    test_fraction: TestFraction = 0.1,
+    target_precision: TargetPrecision = 0.9,
+    limit: Limit = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Score a data set with a checkpoint and report per-category figures."""
+    from moderator.training.evaluate import run_eval
+
+    spec = dataset_spec(
+        preset, text_field, image_field, label_field, label_map, category, image_root
+    )
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    try:
+        with _progress() as progress:
+            report = run_eval(
+                checkpoint, data, spec, report_dir, split, cast(Precision, precision), seed,
+                val_fraction, test_fraction, target_precision, limit,
+                _cache(cache_dir, no_cache), progress,
+            )  # fmt: skip
+    except (ModeratorError, ValueError) as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2) from e
+    _print_metrics(f"{report['model_version']} on {data.name} ({split})", report["metrics"])
+    console.print(f"report: {report_dir}")

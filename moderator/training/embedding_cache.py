@@ -1,0 +1,147 @@
+"""Frozen-encoder embeddings of a data set, computed once and cached on disk (safetensors).
+
+The cache file is named by a fingerprint of the backbone (type, id, revision, preprocessing)
+and of the data (every caption, image path, image size and modification time), so editing the
+data or switching the backbone never reuses stale vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+
+from moderator.config import DecodeLimits
+from moderator.errors import InvalidPostError
+from moderator.ingest.image import decode_image
+from moderator.model.backbone_base import BackboneEncoder
+from moderator.training.dataset import Dataset
+from moderator.training.errors import TrainingDataError
+
+logger = logging.getLogger(__name__)
+
+TEXT_BATCH = 256
+IMAGE_BATCH = 32
+# Training images come from the operator's own files: allow large ones, same resize as serving.
+TRAINING_DECODE_LIMITS = DecodeLimits(
+    max_image_bytes=64 * 1024 * 1024, max_image_pixels=200_000_000
+)
+
+
+def default_cache_dir() -> Path:
+    """$MODERATOR_CACHE_DIR, else ~/.cache/moderator/embeddings."""
+    env = os.environ.get("MODERATOR_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "moderator" / "embeddings"
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Per example: caption embedding, image embedding (zeros without an image), has_image."""
+
+    text: np.ndarray  # float32 [N, Dt]
+    image: np.ndarray  # float32 [N, Di]
+    has_image: np.ndarray  # bool [N]
+
+    def subset(self, indices: np.ndarray) -> Embeddings:
+        return Embeddings(self.text[indices], self.image[indices], self.has_image[indices])
+
+
+def backbone_fingerprint(backbone: BackboneEncoder) -> str:
+    payload = {"spec": backbone.spec.model_dump(), "pre": backbone.preprocessing.model_dump()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    digest = hashlib.sha256()
+    for example in dataset.examples:
+        digest.update(example.text.encode("utf-8", "surrogatepass") + b"\x00")
+        if example.image is not None:
+            stat = example.image.stat()
+            digest.update(f"{example.image}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()
+
+
+def load_pixels(path: Path, size: int) -> np.ndarray:
+    """An image file → uint8 [size, size, 3], decoded and resized exactly as the worker does."""
+    try:
+        return decode_image(path.read_bytes(), TRAINING_DECODE_LIMITS, size)
+    except (OSError, InvalidPostError) as e:
+        raise TrainingDataError(f"cannot use image {path}: {e}") from e
+
+
+def compute_embeddings(
+    backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
+) -> Embeddings:
+    """Encode every caption and every distinct image once, in batches, with progress bars."""
+    texts = [e.text for e in dataset.examples]
+    text = np.zeros((len(texts), backbone.text_dim), dtype=np.float32)
+    task = progress.add_task("captions", total=len(texts)) if progress else None
+    # Sorted by length so every batch pads little; results go back to their rows.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), TEXT_BATCH):
+        rows = order[start : start + TEXT_BATCH]
+        text[rows] = backbone.encode_texts([texts[i] for i in rows])
+        if progress and task is not None:
+            progress.advance(task, len(rows))
+    image = np.zeros((len(texts), backbone.image_dim), dtype=np.float32)
+    has_image = np.array([e.image is not None for e in dataset.examples])
+    rows_of: dict[Path, list[int]] = {}
+    for i, example in enumerate(dataset.examples):
+        if example.image is not None:
+            rows_of.setdefault(example.image, []).append(i)
+    paths = sorted(rows_of)
+    task = progress.add_task("images", total=len(paths)) if progress and paths else None
+    size = backbone.preprocessing.image_size
+    for start in range(0, len(paths), IMAGE_BATCH):
+        chunk = paths[start : start + IMAGE_BATCH]
+        vectors = backbone.encode_images(np.stack([load_pixels(p, size) for p in chunk]))
+        for path, vector in zip(chunk, vectors, strict=True):
+            image[rows_of[path]] = vector
+        if progress and task is not None:
+            progress.advance(task, len(chunk))
+    return Embeddings(text, image, has_image)
+
+
+def cached_embeddings(
+    backbone: BackboneEncoder,
+    dataset: Dataset,
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+) -> Embeddings:
+    """Embeddings from the cache when present, else computed and written there (None: no cache)."""
+    if cache_dir is None:
+        return compute_embeddings(backbone, dataset, progress)
+    name = f"{backbone_fingerprint(backbone)[:16]}-{data_fingerprint(dataset)[:16]}.safetensors"
+    path = cache_dir / name
+    if path.is_file():
+        tensors = load_file(str(path))
+        logger.info("embeddings of %s read from cache %s", dataset.path, path)
+        has_image = tensors["has_image"].numpy() > 0
+        image = np.zeros((len(has_image), backbone.image_dim), dtype=np.float32)
+        stored = tensors["image"].numpy()  # rows with an image (older files: every row)
+        image[has_image] = stored[has_image] if len(stored) == len(has_image) else stored
+        return Embeddings(tensors["text"].numpy(), image, has_image)
+    embeddings = compute_embeddings(backbone, dataset, progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    save_file(
+        {
+            "text": torch.from_numpy(embeddings.text),
+            # Only rows with an image: a caption-only set would otherwise store N x D zeros.
+            "image": torch.from_numpy(np.ascontiguousarray(embeddings.image[embeddings.has_image])),
+            "has_image": torch.from_numpy(embeddings.has_image.astype(np.uint8)),
+        },
+        str(partial),
+    )
+    partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache file
+    logger.info("embeddings of %s cached at %s", dataset.path, path)
+    return embeddings

@@ -1,0 +1,9 @@
+"""Errors raised while reading training data or training."""
+
+from __future__ import annotations
+
+from moderator.errors import ModeratorError
+
+
+class TrainingDataError(ModeratorError):
+    """A data file or its field mapping is wrong; the message names the file, line and field."""

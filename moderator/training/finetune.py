@@ -1,0 +1,137 @@
+"""Stage 2: fine-tune encoders and head end to end (`moderator train --unfreeze`).
+
+Starts from the stage-1 head. Encoders get a much smaller learning rate than the head, and
+BatchNorm layers keep their pretrained statistics (small batches would ruin them). Runs on CUDA
+when it is available; on CPU it works but is only practical for tiny models (the tests).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from torch import nn
+
+from moderator.model.backbone_base import BackboneEncoder
+from moderator.model.fusion_heads import FusionHead
+from moderator.training.dataset import Dataset
+from moderator.training.embedding_cache import compute_embeddings, load_pixels
+from moderator.training.metrics import mean_auroc
+from moderator.training.trainer import History, TrainConfig, pos_weight, predict
+
+logger = logging.getLogger(__name__)
+
+
+def _set_train(backbone: BackboneEncoder, head: FusionHead, enabled: bool) -> None:
+    for module in [*backbone.trainable_modules().values(), head]:
+        module.train(enabled)
+        for sub in module.modules():
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                sub.eval()
+
+
+def _batch_logits(
+    backbone: BackboneEncoder,
+    head: FusionHead,
+    dataset: Dataset,
+    rows: list[int],
+    config: TrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    examples = [dataset.examples[i] for i in rows]
+    text = backbone.text_features([e.text for e in examples]).float()
+    if config.modalities == "image":
+        text = torch.zeros_like(text)
+    has_image = torch.tensor(
+        [e.image is not None and config.modalities != "text" for e in examples], device=device
+    )
+    image = torch.zeros((len(rows), backbone.image_dim), device=device)
+    with_image = [i for i, e in enumerate(examples) if e.image is not None]
+    if with_image and config.modalities != "text":
+        size = backbone.preprocessing.image_size
+        pixels = np.stack([load_pixels(examples[i].image, size) for i in with_image])  # type: ignore[arg-type]
+        features = backbone.image_features(backbone.preprocessing.to_tensor(pixels).to(device))
+        image = image.index_put((torch.tensor(with_image, device=device),), features.float())
+    return head(text, image, has_image)
+
+
+def finetune_encoders(
+    backbone: BackboneEncoder,
+    head: FusionHead,
+    train: Dataset,
+    val: Dataset,
+    config: TrainConfig,
+    history: History,
+    progress: Progress | None = None,
+) -> None:
+    """Update backbone and head in place, keeping the weights of the best validation epoch."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    move = getattr(backbone, "to", None)
+    if callable(move):
+        move(device)
+    head.to(device)
+    encoder_params = [p for m in backbone.trainable_modules().values() for p in m.parameters()]
+    for p in encoder_params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": config.encoder_learning_rate},
+            {"params": list(head.parameters()), "lr": config.learning_rate / 10},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    labels = torch.from_numpy(train.labels()).to(device)
+    loss_fn = nn.BCEWithLogitsLoss(
+        pos_weight=pos_weight(train.labels(), config.class_weighting).to(device)
+    )
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    best_score = -math.inf
+    best: tuple[dict[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    task = progress.add_task("stage 2: encoders", total=config.stage2_epochs) if progress else None
+    for _ in range(config.stage2_epochs):
+        _set_train(backbone, head, True)
+        order = torch.randperm(len(labels), generator=generator).tolist()
+        for start in range(0, len(order), config.stage2_batch_size):
+            rows = order[start : start + config.stage2_batch_size]
+            loss = loss_fn(_batch_logits(backbone, head, train, rows, config, device), labels[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        _set_train(backbone, head, False)
+        score = mean_auroc(val.labels(), _val_scores(backbone, head, val, config, device))
+        history.stage2_val_auroc.append(score)
+        if progress and task is not None:
+            progress.update(task, advance=1, description=f"stage 2 (val AUROC {score:.3f})")
+        if best is None or score > best_score:
+            best_score = score
+            best = (
+                {n: copy.deepcopy(m.state_dict()) for n, m in backbone.trainable_modules().items()},
+                copy.deepcopy(head.state_dict()),
+            )
+    if best is not None:
+        for name, module in backbone.trainable_modules().items():
+            module.load_state_dict(best[0][name])
+        head.load_state_dict(best[1])
+    if callable(move):
+        move(torch.device("cpu"))
+    head.to("cpu").eval()
+    for p in encoder_params:
+        p.requires_grad_(False)
+
+
+def _val_scores(
+    backbone: BackboneEncoder,
+    head: FusionHead,
+    val: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+) -> np.ndarray:
+    """Validation scores with the current encoders (recomputed: they are changing)."""
+    embeddings = compute_embeddings(backbone, val)
+    scores = predict(head.to("cpu"), embeddings, config.modalities)
+    head.to(device)
+    return scores

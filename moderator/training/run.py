@@ -1,0 +1,292 @@
+"""The two pipelines behind the CLI: train (data → checkpoint + report) and eval (checkpoint +
+data → report). Both are plain functions, so tests and notebooks call them without typer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
+from moderator.model.backbone_offline import offline_preprocessing
+from moderator.model.backbones import load_backbone
+from moderator.model.fusion_config import FusionConfig, content_hash
+from moderator.model.fusion_model import save_fusion_checkpoint
+from moderator.training.dataset import (
+    Dataset,
+    DatasetSpec,
+    read_dataset,
+    sample_indices,
+    split_indices,
+)
+from moderator.training.embedding_cache import (
+    cached_embeddings,
+    compute_embeddings,
+    load_pixels,
+)
+from moderator.training.errors import TrainingDataError
+from moderator.training.finetune import finetune_encoders
+from moderator.training.report import (
+    CURVES_FILE,
+    ROC_FILE,
+    choose_thresholds,
+    evaluate_scores,
+    plot_history,
+    plot_roc,
+    write_json,
+)
+from moderator.training.trainer import TrainConfig, predict, train_head
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data set (after --limit) and the row indices of each split; val may be its own file."""
+
+    dataset: Dataset
+    parts: dict[str, np.ndarray]
+    val_file: Dataset | None
+
+    @property
+    def train(self) -> Dataset:
+        return self.dataset.subset(self.parts["train"])
+
+    @property
+    def val(self) -> Dataset:
+        return self.val_file or self.dataset.subset(self.parts["val"])
+
+    @property
+    def test(self) -> Dataset | None:
+        return self.dataset.subset(self.parts["test"]) if len(self.parts["test"]) else None
+
+
+def load_splits(
+    data: Path,
+    spec: DatasetSpec,
+    val_data: Path | None,
+    config: TrainConfig,
+    limit: int | None = None,
+) -> Splits:
+    """Seeded, stratified train/val/test; a separate validation file replaces the val split."""
+    dataset = read_dataset(data, spec)
+    if limit is not None:
+        dataset = dataset.subset(sample_indices(dataset.labels(), limit, config.seed))
+    val_fraction = 0.0 if val_data is not None else config.val_fraction
+    parts = split_indices(dataset.labels(), val_fraction, config.test_fraction, config.seed)
+    val_file = None
+    if val_data is not None:
+        val_spec = spec.model_copy(update={"categories": dataset.categories})
+        val_file = read_dataset(val_data, val_spec)
+    splits = Splits(dataset, parts, val_file)
+    if not splits.val.examples:
+        raise TrainingDataError(
+            "the validation split is empty: raise --val-fraction or give --val-data"
+        )
+    return splits
+
+
+def effective_modalities(config: TrainConfig, train: Dataset) -> TrainConfig:
+    """A data set without any image can only train the caption side."""
+    has_images = any(e.image is not None for e in train.examples)
+    if has_images or config.modalities == "text":
+        return config
+    if config.modalities == "image":
+        raise TrainingDataError("--modalities image, but no training row has an image")
+    logger.info("no training row has an image: training the caption side only")
+    return config.model_copy(update={"modalities": "text"})
+
+
+def run_training(
+    data: Path,
+    spec: DatasetSpec,
+    backbone_spec: BackboneSpec,
+    config: TrainConfig,
+    out: Path,
+    report_dir: Path | None = None,
+    val_data: Path | None = None,
+    cache_dir: Path | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    image_size: int | None = None,
+) -> dict[str, Any]:
+    """Train a checkpoint into `out`; write report.json, roc.png and training.png to report_dir.
+
+    image_size overrides the offline backbone's input size (224); HF models fix their own.
+    """
+    splits = load_splits(data, spec, val_data, config, limit)
+    config = effective_modalities(config, splits.train)
+    categories = splits.train.categories
+    backbone = load_backbone(backbone_spec, _preprocessing(backbone_spec, image_size))
+    # One cache entry for the whole file (after --limit), shared by every split and by eval.
+    whole = cached_embeddings(backbone, splits.dataset, cache_dir, progress)
+    train_emb = whole.subset(splits.parts["train"])
+    if splits.val_file is not None:
+        val_emb = cached_embeddings(backbone, splits.val_file, cache_dir, progress)
+    else:
+        val_emb = whole.subset(splits.parts["val"])
+    head, history = train_head(
+        train_emb, splits.train.labels(), val_emb, splits.val.labels(), config, progress
+    )
+    if config.unfreeze:
+        finetune_encoders(backbone, head, splits.train, splits.val, config, history, progress)
+        val_emb = compute_embeddings(backbone, splits.val, progress)
+    val_scores = predict(head, val_emb, config.modalities)
+    thresholds, suggested = choose_thresholds(
+        splits.val.labels(), val_scores, categories, config.target_precision
+    )
+    fusion_config = FusionConfig(
+        name=config.name,
+        categories=categories,
+        backbone=backbone_spec,
+        text_embedding_dim=backbone.text_dim,
+        image_embedding_dim=backbone.image_dim,
+        preprocessing=backbone.preprocessing,
+        head=config.head,
+        modalities=config.modalities,
+        thresholds=thresholds,
+        training=_provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
+    )
+    save_fusion_checkpoint(out, fusion_config, head, backbone if config.unfreeze else None)
+    saved = FusionConfig.model_validate_json((out / "config.json").read_text(encoding="utf-8"))
+    report: dict[str, Any] = {
+        "model_version": f"{saved.name}-{content_hash(out, saved)[:12]}",
+        "checkpoint": str(out),
+        "backbone": backbone_spec.model_dump(),
+        "head": config.head.model_dump(),
+        "modalities": config.modalities,
+        "thresholds": thresholds,
+        "suggested_thresholds": suggested,
+        "validation": evaluate_scores(
+            splits.val.labels(),
+            val_scores,
+            categories,
+            thresholds,
+            config.target_precision,
+            suggested,
+        ),
+        "history": {
+            "train_loss": history.train_loss,
+            "val_loss": history.val_loss,
+            "val_auroc": history.val_auroc,
+            "best_epoch": history.best_epoch,
+            "stage2_val_auroc": history.stage2_val_auroc,
+        },
+    }
+    report_dir = report_dir or out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if splits.test is not None:
+        test_emb = (
+            compute_embeddings(backbone, splits.test, progress)
+            if config.unfreeze
+            else whole.subset(splits.parts["test"])
+        )
+        test_scores = predict(head, test_emb, config.modalities)
+        labels = splits.test.labels()
+        report["test"] = evaluate_scores(
+            labels, test_scores, categories, thresholds, config.target_precision, suggested
+        )
+        report["test_rows"] = len(labels)
+        plot_roc(report_dir / ROC_FILE, labels, test_scores, categories)
+    plot_history(report_dir / CURVES_FILE, history)
+    write_json(report_dir, report)
+    return report
+
+
+def _preprocessing(spec: BackboneSpec, image_size: int | None) -> ImagePreprocessing | None:
+    if image_size is None:
+        return None
+    if spec.type != "offline":
+        raise ValueError(f"--image-size applies to the offline backbone; {spec.type} fixes its own")
+    return offline_preprocessing(image_size)
+
+
+def _provenance(
+    data: Path, splits: Splits, config: TrainConfig, best_epoch: int, epochs_run: int
+) -> dict[str, Any]:
+    """What the checkpoint was trained on; no timestamps: identical runs write identical files."""
+    return {
+        "data": data.name,
+        "rows": {
+            "train": len(splits.train.examples),
+            "val": len(splits.val.examples),
+            "test": len(splits.test.examples) if splits.test else 0,
+        },
+        "positives_train": dict(
+            zip(
+                splits.train.categories,
+                splits.train.labels().sum(axis=0).astype(int).tolist(),
+                strict=True,
+            )
+        ),
+        "seed": config.seed,
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "class_weighting": config.class_weighting,
+        "stage2": config.unfreeze,
+    }
+
+
+def split_for_eval(
+    dataset: Dataset,
+    split: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    limit: int | None,
+) -> tuple[Dataset, np.ndarray | None]:
+    """The data set after --limit and the rows of the split `moderator train` made with the same
+    fractions, seed and limit (None: all rows)."""
+    if limit is not None:
+        dataset = dataset.subset(sample_indices(dataset.labels(), limit, seed))
+    if split == "all":
+        return dataset, None
+    parts = split_indices(dataset.labels(), val_fraction, test_fraction, seed)
+    if split not in parts:
+        raise ValueError(f"split must be all, train, val or test; got {split!r}")
+    return dataset, parts[split]
+
+
+def scores_for(
+    model: Any,
+    dataset: Dataset,
+    rows: np.ndarray | None,
+    cache_dir: Path | None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Scores [rows, model categories] through the model's own API (any checkpoint kind).
+
+    A fusion checkpoint on pretrained encoders at fp32 scores from cached embeddings of the
+    whole file; any other model encodes the rows itself, as serving would.
+    """
+    from moderator.model.fusion_model import FusionModerationModel
+
+    if (
+        isinstance(model, FusionModerationModel)
+        and model.options.precision == "fp32"
+        and model.config.backbone_weights is None
+    ):
+        embeddings = cached_embeddings(model.backbone, dataset, cache_dir, progress)
+        if rows is not None:
+            embeddings = embeddings.subset(rows)
+        return model.score_embeddings(embeddings.text, embeddings.image, embeddings.has_image)
+    examples = dataset.examples if rows is None else [dataset.examples[i] for i in rows]
+    out = np.zeros((len(examples), len(model.categories)), dtype=np.float32)
+    task = progress.add_task("scoring", total=len(examples)) if progress else None
+    for start in range(0, len(examples), 64):
+        chunk = examples[start : start + 64]
+        has_image = np.array([e.image is not None for e in chunk])
+        vectors = np.zeros((len(chunk), model.image_embedding_dim), dtype=np.float32)
+        paths = [e.image for e in chunk if e.image is not None]
+        if paths:
+            pixels = np.stack([load_pixels(p, model.image_size) for p in paths])
+            vectors[has_image] = model.embed_images(pixels)
+        captions = [e.text for e in chunk]
+        out[start : start + len(chunk)] = model.score(captions, vectors, has_image)
+        if progress and task is not None:
+            progress.advance(task, len(chunk))
+    return out
