@@ -75,7 +75,8 @@ class ServingSettings(_Section):
 
 class DecodeLimits(_Section):
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    max_image_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # 7 MiB of image is ~9.3 MiB of base64: inside the 10 MiB message cap.
+    max_image_bytes: int = Field(default=7 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     allowed_image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"])
     allow_image_urls: bool = False
@@ -93,6 +94,11 @@ class WorkerSettings(_Section):
         default=5_000, ge=1, description="Records polled and not yet acknowledged, at most."
     )
     commit_interval_ms: int = Field(default=200, ge=0, description="Least time between commits.")
+    log_decisions: bool = Field(
+        default=False,
+        description="Log one JSON line per decision (post id, action, labels, rules, versions;"
+        " never captions, images or author ids).",
+    )
 
 
 class Settings(BaseSettings):

@@ -1,19 +1,46 @@
 """Every Prometheus metric moderator exports, in one place.
 
-Names use the moderator_ prefix and base units; labels have bounded values only
-(no post or user ids).
+Names use the moderator_ prefix and base units (seconds, records); labels have
+bounded values only (no post or user ids): actions, dead-letter reasons and
+stages are enums, partitions are bounded by the topic, rule ids and decision
+labels by the policy file. docs/observability.md is the catalogue.
+
+Every label value known up front is declared at import (and the policy's rules
+and labels when a policy is loaded, see `declare_policy`), so its series exists
+at 0 before the first event: `rate()` and `increase()` then see the first
+dead letter or rejected reload, and dashboards show 0 rather than "no data".
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterable
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from moderator.errors import ReasonCode
+from moderator.schema import Action
+
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+)  # fmt: skip
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
+STAGES = ("decode", "cache", "inference", "policy", "produce")
+CACHE_RESULTS = ("hit", "miss", "corrupt", "error")
+RELOAD_OUTCOMES = ("ok", "invalid")
+COMMIT_OUTCOMES = ("ok", "failed")
+RULE_MODES = ("live", "shadow")
+
+# -- flow through the worker ---------------------------------------------------------------
 POSTS_CONSUMED = Counter("moderator_posts_consumed_total", "Records read from the posts topic.")
 DECISIONS = Counter(
     "moderator_decisions_total", "Decisions produced and acknowledged, by action.", ["action"]
+)
+DECISION_LABELS = Counter(
+    "moderator_decision_labels_total",
+    "Labels carried by decisions when they are made, by label (model categories and the "
+    "policy's own labels); a decision with two labels counts twice, one with none not at all.",
+    ["category"],
 )
 DEAD_LETTERS = Counter(
     "moderator_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"]
@@ -25,7 +52,7 @@ END_TO_END_SECONDS = Histogram(
 )
 STAGE_SECONDS = Histogram(
     "moderator_stage_duration_seconds",
-    "Time per micro-batch in each pipeline stage.",
+    "Time per micro-batch in each pipeline stage (produce: decisions sent to all acked).",
     ["stage"],
     buckets=_STAGE_BUCKETS,
 )
@@ -34,24 +61,37 @@ BATCH_SIZE = Histogram(
     "Valid posts per model call.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-CACHE_REQUESTS = Counter(
-    "moderator_cache_requests_total",
-    "Feature cache lookups by result (hit, miss, corrupt, error).",
-    ["result"],
-)
-CACHE_AVAILABLE = Gauge("moderator_cache_available", "1 while Redis answers, 0 while it does not.")
 MODEL_CALL_FAILURES = Counter(
     "moderator_model_call_failures_total", "Classifier calls that failed and were retried."
 )
+
+# -- Kafka: lag, backpressure, commits -----------------------------------------------------
+CONSUMER_LAG = Gauge(
+    "moderator_consumer_lag_records",
+    "Records in an assigned partition not yet fetched: the high watermark of the latest "
+    "fetch minus the consumer position (updated at most once a second).",
+    ["topic", "partition"],
+)
 IN_FLIGHT_RECORDS = Gauge(
     "moderator_in_flight_records", "Records polled and not yet finished (decided and acked)."
+)
+IN_FLIGHT_BATCHES = Gauge(
+    "moderator_in_flight_batches", "Micro-batches polled and not yet finished."
 )
 PAUSED_PARTITIONS = Gauge(
     "moderator_paused_partitions", "Assigned partitions paused for backpressure."
 )
 COMMITS = Counter("moderator_offset_commits_total", "Offset commits by outcome.", ["outcome"])
 
-# Policy engine. Rule ids are bounded by the policy files a deployment loads.
+# -- feature cache -------------------------------------------------------------------------
+CACHE_REQUESTS = Counter(
+    "moderator_cache_requests_total",
+    "Feature cache lookups by result: hit, miss, corrupt per image; error per failed call.",
+    ["result"],
+)
+CACHE_AVAILABLE = Gauge("moderator_cache_available", "1 while Redis answers, 0 while it does not.")
+
+# -- policy engine (rule ids are bounded by the policy files a deployment loads) ------------
 POLICY_RELOADS = Counter(
     "moderator_policy_reloads_total",
     "Policy hot reloads by outcome (ok, invalid: the old policy keeps deciding).",
@@ -65,7 +105,57 @@ RULE_ERRORS = Counter(
     "Rule evaluations that raised a CEL error (the rule did not fire), by rule id.",
     ["rule"],
 )
+POLICY_RULES = Gauge(
+    "moderator_policy_rules", "Rules of the policy deciding now, by mode.", ["mode"]
+)
 AUTHOR_STATE_ERRORS = Counter(
     "moderator_author_state_errors_total",
     "Redis author-state calls that failed (counters read as zero meanwhile).",
 )
+
+# -- versions (one series each; the labels change when the version does) --------------------
+MODEL_INFO = Info("moderator_model", "The model the worker's decisions come from.")
+POLICY_INFO = Info("moderator_policy", "The policy deciding now (changes on hot reload).")
+
+
+def _declare() -> None:
+    for action in Action:
+        DECISIONS.labels(action=action.value)
+    for reason in ReasonCode:
+        DEAD_LETTERS.labels(reason=reason.value)
+    for stage in STAGES:
+        STAGE_SECONDS.labels(stage=stage)
+    for result in CACHE_RESULTS:
+        CACHE_REQUESTS.labels(result=result)
+    for outcome in RELOAD_OUTCOMES:
+        POLICY_RELOADS.labels(outcome=outcome)
+    for outcome in COMMIT_OUTCOMES:
+        COMMITS.labels(outcome=outcome)
+
+
+def set_model_info(version: str) -> None:
+    MODEL_INFO.info({"version": version})
+
+
+def declare_policy(
+    name: str,
+    version: str,
+    digest: str,
+    rules: Iterable[tuple[str, str]],
+    labels: Iterable[str],
+) -> None:
+    """Publish the policy deciding now: its version, rule counts by mode, and a 0 series for
+    each of its rules (`rules` as (rule id, mode) pairs) and decision labels."""
+    POLICY_INFO.info({"name": name, "version": version, "digest": digest[:12]})
+    counts = dict.fromkeys(RULE_MODES, 0)
+    for rule_id, mode in rules:
+        RULE_HITS.labels(rule=rule_id, mode=mode)
+        RULE_ERRORS.labels(rule=rule_id)
+        counts[mode] = counts.get(mode, 0) + 1
+    for mode, count in counts.items():
+        POLICY_RULES.labels(mode=mode).set(count)
+    for label in labels:
+        DECISION_LABELS.labels(category=label)
+
+
+_declare()

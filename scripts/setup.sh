@@ -10,6 +10,8 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# Prometheus 2.x with promtool: alert-rule unit tests and the dashboard query test.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   sudo_cmd=""

@@ -47,6 +47,7 @@ class Batch:
     decode_ms: float = 0.0
     cache_ms: float = 0.0
     submitted_at: float = field(default_factory=time.perf_counter)
+    produce_started: float | None = None  # perf_counter when its decisions were sent
 
     @property
     def scored(self) -> bool:

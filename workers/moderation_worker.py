@@ -18,7 +18,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
@@ -37,6 +36,7 @@ from workers.decisions import ValidPost, make_decisions
 from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
 from workers.scorer import BatchScorer
+from workers.telemetry import WorkerTelemetry, log_decision
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class _DrainOnRevoke(ConsumerRebalanceListener):
             self.worker.stats.rebalances += 1  # not counted: the revoke of consumer.close()
         self.worker.drain()
         self.worker.tracker.forget(set(revoked))
+        self.worker.telemetry.forget(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("assigned %d partitions", len(assigned))
@@ -97,6 +98,7 @@ class ModerationWorker:
             max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
         )
         self._last_commit = 0.0
+        self.telemetry = WorkerTelemetry(consumer, self.info.model_version)
         self.running = False
 
     def run(self, stop: threading.Event) -> WorkerStats:
@@ -118,6 +120,7 @@ class ModerationWorker:
                     self.submit(records)
                 self.advance()
                 self.commit(force=False)
+                self.telemetry.tick(self.policy.policy, len(self.in_flight))
             self.drain()
         finally:
             self.running = False
@@ -231,10 +234,16 @@ class ModerationWorker:
         policy_s = time.perf_counter() - scored
         metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)
         kafka = self.settings.kafka
+        log_decisions = self.settings.worker.log_decisions
+        batch.produce_started = time.perf_counter()
         for item, decision in zip(batch.valid, decisions, strict=True):
             decision.timings_ms["policy"] = round(policy_s * 1000, 3)
+            for label in decision.labels:
+                metrics.DECISION_LABELS.labels(category=label).inc()
+            if log_decisions:
+                log_decision(decision)
             key = decision.post_id.encode()
-            value = orjson.dumps(decision.model_dump(mode="json"))
+            value = decision.model_dump_json().encode()
             future = self.producer.send(kafka.decisions_topic, key=key, value=value)
             batch.outputs.append(
                 Output(item.record, future, OutputKind.DECISION, decision.action.value)
@@ -268,6 +277,9 @@ class ModerationWorker:
         """All outputs acknowledged: count them and mark their inputs finished."""
         timeout = self.settings.worker.produce_timeout_s
         now_ms = time.time() * 1000
+        if batch.produce_started is not None:  # decisions sent → every output acked
+            produce_s = time.perf_counter() - batch.produce_started
+            metrics.STAGE_SECONDS.labels(stage="produce").observe(produce_s)
         for output in batch.outputs:
             # Raises on a failed produce: the worker stops without committing this batch.
             output.future.get(timeout=timeout)

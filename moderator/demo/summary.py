@@ -64,12 +64,25 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
     console.print(by_action)
 
     labels = Counter(label for d in collected.decisions.values() for label in d["labels"])
-    by_category = Table(title="labelled posts by category")
-    by_category.add_column("category")
+    by_category = Table(title="labels applied")
+    by_category.add_column("label")
     by_category.add_column("posts", justify="right")
     for category, count in labels.most_common():
         by_category.add_row(category, str(count))
     console.print(by_category)
+
+    high = Counter(
+        category
+        for d in collected.decisions.values()
+        for category, score in d["scores"].items()
+        if score >= 0.5
+    )
+    by_score = Table(title="posts scoring ≥ 0.5 by category")
+    by_score.add_column("category")
+    by_score.add_column("posts", justify="right")
+    for category, count in high.most_common():
+        by_score.add_row(category, str(count))
+    console.print(by_score)
 
     reasons = Counter(letter.reason.value for letter, _ in collected.dead_letters)
     by_reason = Table(title="dead letters by reason")

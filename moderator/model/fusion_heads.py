@@ -8,6 +8,8 @@ Three heads share one base class and one contract test (tests/unit/test_model_fu
   embeddings. With `unimodal_terms` (the default) a constant 1 is appended to each projection
   first, so the flattened matrix also holds both projections themselves: a plain outer product
   throws the single-modality signal away, and for a post without an image it is all zeros.
+  With `with_embeddings` (the default) the MLP also sees the standardised embeddings, the
+  concat head's input, so the default head is never worse off than concat.
 
 Inputs are standardised with statistics of the training embeddings, stored as buffers, so the
 raw encoder outputs (unit-length MiniLM vectors, ReLU6 Lite0 features, CLIP projections) all
@@ -34,6 +36,11 @@ class HeadConfig(BaseModel):
     hidden_dim: int = Field(default=256, gt=0, description="width of the MLP hidden layer")
     projection_dim: int = Field(default=32, gt=0, description="cross: projection size d")
     unimodal_terms: bool = Field(default=True, description="cross: append 1 before the product")
+    with_embeddings: bool = Field(
+        default=True,
+        description="cross: the MLP also sees the standardised embeddings themselves, so the "
+        "head can do whatever concat does on top of the interactions",
+    )
     dropout: float = Field(default=0.2, ge=0, lt=1)
 
 
@@ -124,7 +131,8 @@ class CrossFusionHead(FusionHead):
         self.text_projection = nn.Linear(text_dim, d)
         self.image_projection = nn.Linear(image_dim, d)
         side = d + 1 if config.unimodal_terms else d
-        self.mlp = _mlp(side * side, config, outputs)
+        extra = text_dim + image_dim + 1 if config.with_embeddings else 0
+        self.mlp = _mlp(side * side + extra, config, outputs)
 
     def forward(
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
@@ -136,6 +144,8 @@ class CrossFusionHead(FusionHead):
             pt = torch.cat([pt, torch.ones_like(pt[:, :1])], dim=1)
             pi = torch.cat([pi, torch.ones_like(pi[:, :1])], dim=1)
         interactions = torch.einsum("bi,bj->bij", pt, pi).flatten(1)
+        if self.config.with_embeddings:
+            interactions = torch.cat([interactions, t, i, present], dim=1)
         return self.mlp(interactions)
 
 

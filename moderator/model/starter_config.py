@@ -139,11 +139,13 @@ def _check_categories(
         empty = sorted(name for name, items in names.items() if not items)
         if empty:
             raise ModelLoadError(f"invalid {config_path}: {source} has empty lists for {empty}")
-    counts = {c: sum(c in names for _, names in sources) for c in categories}
-    both = sorted(c for c, n in counts.items() if n > 1)
-    neither = [c for c, n in counts.items() if n == 0]
+    # Caption prototypes and the caption head may share a category (the score is their max);
+    # an image category and a caption category never do.
+    caption = set(config.caption_prototypes) | set(head_names)
+    both = sorted(caption & set(mapping))
+    neither = [c for c in categories if c not in caption and c not in mapping]
     if both or neither:
         raise ModelLoadError(
-            f"invalid {config_path}: each category needs exactly one source (caption prototypes, "
-            f"ImageNet classes or the caption head), not several ({both}) and not none ({neither})"
+            f"invalid {config_path}: each category needs caption prototypes (and/or the caption "
+            f"head) or ImageNet classes, not both ({both}) and not neither ({neither})"
         )

@@ -107,7 +107,10 @@ class StarterModerationModel:
             if self._prototypes:
                 scores[np.ix_(rows, self._caption_columns)] = self._score_prototypes(texts)
             if self._head is not None:
-                scores[np.ix_(rows, self._head_columns)] = self._score_head(self._head, texts)
+                # A category with both sources takes the larger: the head knows the slurs and
+                # insults of real tweets, the prototypes cover slur-free statements it misses.
+                columns = np.ix_(rows, self._head_columns)
+                scores[columns] = np.maximum(scores[columns], self._score_head(self._head, texts))
         return scores
 
     def _score_images(self, embeddings: np.ndarray, has_image: np.ndarray) -> np.ndarray:

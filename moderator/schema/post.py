@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 POST_SCHEMA_VERSION = 1
 MAX_CAPTION_CHARS = 10_000
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_ITEMS = 1_000
+
+# C0/C1 control characters other than tab and newlines, and the bidirectional
+# overrides/isolates used to disguise text ("Trojan Source"): never legitimate in a caption.
+_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Post(BaseModel):
@@ -31,6 +38,33 @@ class Post(BaseModel):
     )
     lang: str | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("caption")
+    @classmethod
+    def _printable_caption(cls, caption: str) -> str:
+        found = _FORBIDDEN_CHARS.search(caption)
+        if found is not None:
+            raise ValueError(
+                f"caption holds control or bidi-override character U+{ord(found.group()):04X}"
+            )
+        return caption
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        items = 0
+        stack: list[tuple[Any, int]] = [(metadata, 1)]
+        while stack:
+            value, depth = stack.pop()
+            if depth > MAX_METADATA_DEPTH:
+                raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            if isinstance(value, dict | list):
+                items += len(value)
+                if items > MAX_METADATA_ITEMS:
+                    raise ValueError(f"metadata holds more than {MAX_METADATA_ITEMS} items")
+                stack.extend((child, depth + 1) for child in children)
+        return metadata
 
     @model_validator(mode="after")
     def _one_image_source(self) -> Post:

@@ -153,6 +153,9 @@ def train(
     unimodal_terms: Annotated[
         bool, typer.Option(help="cross: append 1 to each projection before the product.")
     ] = True,
+    with_embeddings: Annotated[
+        bool, typer.Option(help="cross: the MLP also sees the embeddings (concat's input).")
+    ] = True,
     dropout: float = 0.2,
     modalities: Annotated[str, typer.Option(help="both | text | image (ablations).")] = "both",
     name: Annotated[str, typer.Option(help="model_version prefix.")] = "fusion",
@@ -190,6 +193,7 @@ def train(
                 "hidden_dim": hidden_dim,
                 "projection_dim": projection_dim,
                 "unimodal_terms": unimodal_terms,
+                "with_embeddings": with_embeddings,
                 "dropout": dropout,
             }
         )

@@ -17,6 +17,7 @@ from moderator.training.report import (
     choose_thresholds,
     evaluate_scores,
     plot_roc,
+    to_jsonable,
     write_json,
 )
 from moderator.training.run import scores_for, split_for_eval
@@ -75,4 +76,4 @@ def run_eval(
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_roc(report_dir / ROC_FILE, labels, scores, dataset.categories)
     write_json(report_dir, report)
-    return report
+    return to_jsonable(report)

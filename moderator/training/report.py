@@ -57,8 +57,8 @@ def evaluate_scores(
     }
 
 
-def metrics_table(metrics: dict[str, CategoryMetrics]) -> list[list[str]]:
-    """Rows for a console table: category, n+, AUROC, AP, F1, accuracy, ECE, threshold."""
+def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Rows for a console table: category, n+, AUROC, AP, F1, accuracy, ECE, thresholds."""
 
     def fmt(value: float | None) -> str:
         return "—" if value is None else f"{value:.3f}"
@@ -66,23 +66,29 @@ def metrics_table(metrics: dict[str, CategoryMetrics]) -> list[list[str]]:
     return [
         [
             name,
-            str(m.positives),
-            fmt(m.auroc),
-            fmt(m.average_precision),
-            fmt(m.f1),
-            fmt(m.accuracy),
-            fmt(m.ece),
-            fmt(m.threshold),
-            fmt(m.suggested.threshold if m.suggested else None),
+            str(m["positives"]),
+            fmt(m["auroc"]),
+            fmt(m["average_precision"]),
+            fmt(m["f1"]),
+            fmt(m["accuracy"]),
+            fmt(m["ece"]),
+            fmt(m["threshold"]),
+            fmt(m["suggested"]["threshold"] if m["suggested"] else None),
         ]
         for name, m in metrics.items()
     ]
 
 
+def to_jsonable(report: dict[str, Any]) -> dict[str, Any]:
+    """Plain JSON types only (metrics models → dicts), as written to report.json."""
+    result: dict[str, Any] = json.loads(json.dumps(report, default=_jsonable))
+    return result
+
+
 def write_json(directory: Path, report: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / REPORT_FILE
-    path.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
     return path
 
 

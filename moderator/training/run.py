@@ -37,6 +37,7 @@ from moderator.training.report import (
     evaluate_scores,
     plot_history,
     plot_roc,
+    to_jsonable,
     write_json,
 )
 from moderator.training.trainer import TrainConfig, predict, train_head
@@ -194,7 +195,7 @@ def run_training(
         plot_roc(report_dir / ROC_FILE, labels, test_scores, categories)
     plot_history(report_dir / CURVES_FILE, history)
     write_json(report_dir, report)
-    return report
+    return to_jsonable(report)
 
 
 def _preprocessing(spec: BackboneSpec, image_size: int | None) -> ImagePreprocessing | None:

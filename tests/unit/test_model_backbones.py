@@ -199,7 +199,10 @@ def test_checkpoint_preprocessing_must_match_the_model(tiny_clip_dir: Path) -> N
     ("text", "expected"),
     [
         ("offline", BackboneSpec(type="offline", id="default")),
-        ("clip:openai/clip-vit-base-patch32", BackboneSpec(type="clip", id="openai/clip-vit-base-patch32")),
+        (
+            "clip:openai/clip-vit-base-patch32",
+            BackboneSpec(type="clip", id="openai/clip-vit-base-patch32"),
+        ),
         ("align:/models/align@v2", BackboneSpec(type="align", id="/models/align", revision="v2")),
     ],
 )

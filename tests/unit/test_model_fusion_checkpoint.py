@@ -158,23 +158,23 @@ def test_mismatches_are_refused(
         load_model(edit_config(checkpoint, tmp_path, **changes))
 
 
-def test_backbone_dims_must_match(checkpoint: Path, tmp_path: Path) -> None:
-    """A head trained on 16-d embeddings cannot run on a backbone producing other sizes."""
-    edited = edit_config(
-        checkpoint, tmp_path, image_embedding_dim=8, preprocessing={"image_size": TINY_IMAGE_SIZE}
-    )
+def test_backbone_dims_must_match(tmp_path: Path, tiny_clip_dir: Path) -> None:  # noqa: F811
+    """A head built for 8-d image embeddings cannot run on a backbone producing 16."""
+    head = HeadConfig(hidden_dim=16, projection_dim=4, with_embeddings=False)
+    checkpoint = write_checkpoint(tmp_path / "narrow", tiny_clip_dir, head)
+    edited = edit_config(checkpoint, tmp_path, image_embedding_dim=8)
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(edited / "head.safetensors"))
     state["image_mean"], state["image_std"] = torch.zeros(8), torch.ones(8)
     state["image_projection.weight"] = state["image_projection.weight"][:, :8].contiguous()
     save_file(state, str(edited / "head.safetensors"))
-    with pytest.raises(ModelLoadError, match="field 'image_embedding_dim'.*produces 16"):
+    with pytest.raises(ModelLoadError, match=r"field 'image_embedding_dim'.*produces 16"):
         load_model(edited)
 
 
 def test_weights_file_that_is_not_safetensors_is_refused(checkpoint: Path, tmp_path: Path) -> None:
     copy = edit_config(checkpoint, tmp_path)
     (copy / "head.safetensors").write_bytes(b"\x80\x04pickled")
-    with pytest.raises(ModelLoadError, match="cannot read .* as safetensors"):
+    with pytest.raises(ModelLoadError, match=r"cannot read .* as safetensors"):
         load_model(copy)

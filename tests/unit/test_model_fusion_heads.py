@@ -25,11 +25,16 @@ HEAD_CONFIGS = [
     HeadConfig(type="late", hidden_dim=16),
     HeadConfig(type="concat", hidden_dim=16),
     HeadConfig(type="cross", hidden_dim=16, projection_dim=4),
-    HeadConfig(type="cross", hidden_dim=16, projection_dim=4, unimodal_terms=False),
+    HeadConfig(type="cross", hidden_dim=16, projection_dim=4, with_embeddings=False),
+    HeadConfig(
+        type="cross", hidden_dim=16, projection_dim=4, unimodal_terms=False, with_embeddings=False
+    ),
 ]
 
 
-@pytest.fixture(params=HEAD_CONFIGS, ids=lambda c: f"{c.type}-{c.unimodal_terms}")
+@pytest.fixture(
+    params=HEAD_CONFIGS, ids=lambda c: f"{c.type}-{c.unimodal_terms}-{c.with_embeddings}"
+)
 def head(request: pytest.FixtureRequest) -> FusionHead:
     torch.manual_seed(0)
     built = build_head(request.param, TEXT_DIM, IMAGE_DIM, OUTPUTS)
@@ -83,7 +88,9 @@ def test_seeded_init_is_reproducible(head: FusionHead) -> None:
         torch.testing.assert_close(value, second[key])
 
 
-def _interactions(head: CrossFusionHead, text: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+def _interactions(
+    head: CrossFusionHead, text: torch.Tensor, has_image: torch.Tensor
+) -> torch.Tensor:
     """The flattened matrix the cross head's MLP sees."""
     captured: list[torch.Tensor] = []
     hook = head.mlp.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
@@ -93,7 +100,9 @@ def _interactions(head: CrossFusionHead, text: torch.Tensor, has_image: torch.Te
 
 
 def test_plain_outer_product_is_blind_without_an_image() -> None:
-    config = HeadConfig(type="cross", hidden_dim=8, projection_dim=4, unimodal_terms=False)
+    config = HeadConfig(
+        type="cross", hidden_dim=8, projection_dim=4, unimodal_terms=False, with_embeddings=False
+    )
     head = build_head(config, TEXT_DIM, IMAGE_DIM, 1).eval()
     assert isinstance(head, CrossFusionHead)
     text = torch.randn(3, TEXT_DIM)
@@ -101,7 +110,7 @@ def test_plain_outer_product_is_blind_without_an_image() -> None:
 
 
 def test_unimodal_terms_keep_the_caption_projection() -> None:
-    config = HeadConfig(type="cross", hidden_dim=8, projection_dim=4, unimodal_terms=True)
+    config = HeadConfig(type="cross", hidden_dim=8, projection_dim=4, with_embeddings=False)
     head = build_head(config, TEXT_DIM, IMAGE_DIM, 1).eval()
     assert isinstance(head, CrossFusionHead)
     text = torch.randn(3, TEXT_DIM)
@@ -110,3 +119,15 @@ def test_unimodal_terms_keep_the_caption_projection() -> None:
     # Without an image the last column is [p_text, 1] and everything else is zero.
     torch.testing.assert_close(matrix[:, :4, 4], projected)
     assert matrix[:, :, :4].abs().sum() == 0 and (matrix[:, 4, 4] == 1).all()
+
+
+def test_default_cross_head_also_sees_the_concat_input() -> None:
+    """The default (with_embeddings) feeds the MLP [interactions, text, image, has_image]."""
+    head = build_head(HeadConfig(hidden_dim=8, projection_dim=4), TEXT_DIM, IMAGE_DIM, 1).eval()
+    assert isinstance(head, CrossFusionHead)
+    text, image, has_image = inputs(3)
+    features = _interactions(head, text, has_image)
+    assert features.shape == (3, 25 + TEXT_DIM + IMAGE_DIM + 1)
+    t, _, present = head.standardise(text, image, has_image)
+    torch.testing.assert_close(features[:, 25 : 25 + TEXT_DIM], t)
+    torch.testing.assert_close(features[:, -1:], present)

@@ -1,0 +1,962 @@
+"""Source of the Grafana dashboards in this directory: ``python deploy/grafana/dashboards.py``.
+
+Each dashboard is built from a few panel helpers and written as plain Grafana JSON
+(schemaVersion 39, Grafana 10.4 and later), so the files import as they are and
+the Helm chart ships them unchanged. Edit the panels here, rerun the script, and
+commit both; ``--check`` fails when a JSON file differs from what this script
+writes (tests/unit/test_dashboards.py runs it).
+
+Every query selects its data source through the ``datasource`` variable (type
+prometheus) and filters moderator_* series with the ``namespace`` and ``job``
+variables, ray_serve_* series with ``application`` and ``deployment``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+W = 'namespace=~"$namespace", job=~"$job"'  # moderator_* worker series
+R = 'application=~"$application", deployment=~"$deployment"'  # ray_serve_* series
+RATE = "$__rate_interval"
+
+Panel = dict[str, Any]
+
+
+@dataclass
+class Target:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+@dataclass
+class Layout:
+    """Places panels left to right in a 24-column grid, wrapping to new rows."""
+
+    x: int = 0
+    y: int = 0
+    row_height: int = 0
+    next_id: int = 1
+    panels: list[Panel] = field(default_factory=list)
+
+    def add(self, panel: Panel, w: int, h: int) -> None:
+        if self.x + w > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel["id"] = self.next_id
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.next_id += 1
+        self.x += w
+        self.row_height = max(self.row_height, h)
+        self.panels.append(panel)
+
+    def row(self, title: str) -> None:
+        if self.x or self.row_height:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        self.panels.append(
+            {
+                "id": self.next_id,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.next_id += 1
+        self.y += 1
+
+
+def _targets(targets: list[Target]) -> list[dict[str, Any]]:
+    out = []
+    for index, target in enumerate(targets):
+        out.append(
+            {
+                "datasource": DATASOURCE,
+                "editorMode": "code",
+                "expr": target.expr,
+                "instant": target.instant,
+                "range": not target.instant,
+                "legendFormat": target.legend or "__auto",
+                "refId": chr(ord("A") + index),
+            }
+        )
+    return out
+
+
+def timeseries(
+    title: str,
+    description: str,
+    targets: list[Target],
+    unit: str = "short",
+    stack: bool = False,
+    minimum: float | None = 0,
+) -> Panel:
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "color": {"mode": "palette-classic"},
+        "custom": {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 25 if stack else 5,
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        },
+    }
+    if minimum is not None:
+        defaults["min"] = minimum
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+        "targets": _targets(targets),
+    }
+
+
+def stat(
+    title: str,
+    description: str,
+    expr: str,
+    unit: str = "short",
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> Panel:
+    steps = [{"value": value, "color": color} for value, color in thresholds or [(None, "green")]]
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "color": {"mode": "thresholds"},
+                "thresholds": {"mode": "absolute", "steps": steps},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "justifyMode": "auto",
+            "textMode": "auto",
+            "orientation": "auto",
+        },
+        "targets": _targets([Target(expr)]),
+    }
+
+
+def bars(title: str, description: str, expr: str, legend: str) -> Panel:
+    """A horizontal bar gauge over an instant query (a top-N over the dashboard range)."""
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {
+            "defaults": {
+                "unit": "short",
+                "min": 0,
+                "color": {"mode": "continuous-BlYlRd"},
+                "thresholds": {"mode": "absolute", "steps": [{"value": None, "color": "green"}]},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "showUnfilled": True,
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+        "targets": _targets([Target(expr, legend, instant=True)]),
+    }
+
+
+def table(title: str, description: str, expr: str) -> Panel:
+    """One row per label combination of an instant query (versions across workers)."""
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": {}, "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm"},
+        "transformations": [
+            {"id": "labelsToFields", "options": {"mode": "columns"}},
+            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+        ],
+        "targets": [{**_targets([Target(expr, instant=True)])[0], "format": "table"}],
+    }
+
+
+def quantiles(
+    metric: str, selector: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> list[Target]:
+    group = f"{by}, le" if by else "le"
+    prefix = "{{" + by + "}} " if by else ""
+    return [
+        Target(
+            f"histogram_quantile({q}, sum by ({group}) "
+            f"(rate({metric}_bucket{{{selector}}}[{RATE}])))",
+            f"{prefix}p{round(q * 100)}",
+        )
+        for q in qs
+    ]
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+    }
+
+
+def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-values"},
+        "definition": query,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "hide": 0,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "options": [],
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+    }
+
+
+WORKER_VARIABLES = [
+    query_variable(
+        "namespace", "Namespace", "label_values(moderator_posts_consumed_total, namespace)"
+    ),
+    query_variable(
+        "job",
+        "Worker job",
+        'label_values(moderator_posts_consumed_total{namespace=~"$namespace"}, job)',
+    ),
+]
+RAY_VARIABLES = [
+    query_variable(
+        "application",
+        "Serve application",
+        "label_values(ray_serve_deployment_replica_healthy, application)",
+    ),
+    query_variable(
+        "deployment",
+        "Serve deployment",
+        "label_values(ray_serve_deployment_replica_healthy"
+        '{application=~"$application"}, deployment)',
+    ),
+]
+
+
+def dashboard(
+    uid: str, title: str, description: str, layout: Layout, variables: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["moderator"],
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-3h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "links": [
+            {
+                "title": "Moderator dashboards",
+                "type": "dashboards",
+                "tags": ["moderator"],
+                "asDropdown": True,
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
+        "templating": {"list": [datasource_variable(), *variables]},
+        "panels": layout.panels,
+    }
+
+
+def _rate(metric: str, selector: str = W, by: str = "") -> str:
+    group = f" by ({by})" if by else ""
+    return f"sum{group} (rate({metric}{{{selector}}}[{RATE}]))"
+
+
+def pipeline() -> dict[str, Any]:
+    lay = Layout()
+    consumed = _rate("moderator_posts_consumed_total")
+    lay.add(
+        stat("Posts in", "Records read from the posts topic per second.", consumed, "cps"), 4, 4
+    )
+    lay.add(
+        stat(
+            "Decisions out",
+            "Decisions acknowledged by the broker per second.",
+            _rate("moderator_decisions_total"),
+            "cps",
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Dead-letter share",
+            "Dead-lettered records / records read (alert: ModeratorDeadLetterRateHigh).",
+            f"{_rate('moderator_dead_letters_total')} / {consumed}",
+            "percentunit",
+            [(None, "green"), (0.01, "orange"), (0.05, "red")],
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "End-to-end p99",
+            "Kafka record timestamp of the post → its decision acknowledged.",
+            quantiles("moderator_end_to_end_latency_seconds", W, qs=(0.99,))[0].expr,
+            "s",
+            [(None, "green"), (5, "orange"), (30, "red")],
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Consumer lag",
+            "Records not yet fetched, summed over partitions (see the lag panel below).",
+            f"sum (moderator_consumer_lag_records{{{W}}})",
+            "short",
+            [(None, "green"), (1000, "orange"), (10000, "red")],
+        ),
+        4,
+        4,
+    )
+    lay.add(
+        stat(
+            "Workers reporting",
+            "Worker processes whose metrics Prometheus scrapes.",
+            f"count (moderator_posts_consumed_total{{{W}}})",
+        ),
+        4,
+        4,
+    )
+
+    lay.row("Flow")
+    lay.add(
+        timeseries(
+            "Posts in, decisions out, dead letters",
+            "In: records read. Out: decisions acknowledged. Dead letters: records the "
+            "worker could not decode, sent to the dead-letter topic.",
+            [
+                Target(consumed, "posts in"),
+                Target(_rate("moderator_decisions_total"), "decisions out"),
+                Target(_rate("moderator_dead_letters_total"), "dead letters"),
+            ],
+            "cps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Decisions by action",
+            "Acknowledged decisions per second by action (allow < label < review < block).",
+            [Target(_rate("moderator_decisions_total", by="action"), "{{action}}")],
+            "cps",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+
+    lay.row("Latency")
+    lay.add(
+        timeseries(
+            "End-to-end latency",
+            "Kafka record timestamp (set by the producer) → decision acknowledged by the "
+            "broker. Includes time waiting in the topic, so it grows with lag.",
+            quantiles("moderator_end_to_end_latency_seconds", W),
+            "s",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Stage latency p99 per micro-batch",
+            "decode: validate and decode; cache: Redis lookups and request building; "
+            "inference: waiting for the Classifier; policy: rules; produce: decisions "
+            "sent → all acknowledged.",
+            quantiles("moderator_stage_duration_seconds", W, by="stage", qs=(0.99,)),
+            "s",
+        ),
+        12,
+        8,
+    )
+
+    lay.row("Kafka")
+    lay.add(
+        timeseries(
+            "Consumer lag by partition",
+            "High watermark of the partition's latest fetch minus the consumer position, "
+            "from the worker that owns it. Frozen while a partition is paused.",
+            [
+                Target(
+                    f"sum by (topic, partition) (moderator_consumer_lag_records{{{W}}})",
+                    "{{topic}}/{{partition}}",
+                )
+            ],
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "In-flight work and backpressure",
+            "Records and micro-batches polled but not finished; partitions paused because "
+            "worker.max_in_flight_batches or worker.max_in_flight_records was reached.",
+            [
+                Target(f"sum (moderator_in_flight_records{{{W}}})", "records in flight"),
+                Target(f"sum (moderator_in_flight_batches{{{W}}})", "batches in flight"),
+                Target(f"sum (moderator_paused_partitions{{{W}}})", "paused partitions"),
+            ],
+        ),
+        12,
+        8,
+    )
+
+    lay.row("Errors")
+    lay.add(
+        timeseries(
+            "Dead letters by reason",
+            "Reason codes are moderator.errors.ReasonCode values.",
+            [Target(_rate("moderator_dead_letters_total", by="reason"), "{{reason}}")],
+            "cps",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Errors",
+            "Model calls retried, offset commits refused (records re-delivered), rule "
+            "evaluation errors, feature-cache and author-state Redis errors.",
+            [
+                Target(_rate("moderator_model_call_failures_total"), "model call failures"),
+                Target(
+                    _rate("moderator_offset_commits_total", f'{W}, outcome="failed"'),
+                    "failed commits",
+                ),
+                Target(_rate("moderator_rule_errors_total"), "rule errors"),
+                Target(
+                    _rate("moderator_cache_requests_total", f'{W}, result="error"'),
+                    "cache errors",
+                ),
+                Target(_rate("moderator_author_state_errors_total"), "author-state errors"),
+            ],
+            "cps",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        "moderator-pipeline",
+        "Moderator / Pipeline overview",
+        "Posts in and decisions out, end-to-end latency, lag, dead letters and errors.",
+        lay,
+        WORKER_VARIABLES,
+    )
+
+
+def model_serving() -> dict[str, Any]:
+    lay = Layout()
+    lay.row("Worker side (moderator_*)")
+    lay.add(
+        timeseries(
+            "Model calls and posts scored",
+            "One Serve handle call per micro-batch of valid posts.",
+            [
+                Target(_rate("moderator_batch_size_count"), "calls/s"),
+                Target(_rate("moderator_batch_size_sum"), "posts/s"),
+            ],
+            "cps",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Posts per model call",
+            "Valid posts in each worker micro-batch (worker.batch_size caps it).",
+            [
+                *quantiles("moderator_batch_size", W, qs=(0.5, 0.95)),
+                Target(
+                    f"{_rate('moderator_batch_size_sum')} / {_rate('moderator_batch_size_count')}",
+                    "mean",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Inference latency per call (worker view)",
+            "Submit → Classifier answer, as the worker sees it: Serve queueing, @serve.batch "
+            "wait and the forward pass.",
+            quantiles("moderator_stage_duration_seconds", f'{W}, stage="inference"'),
+            "s",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Model call failures",
+            "Failed Classifier calls, retried with backoff; nothing is committed meanwhile.",
+            [Target(_rate("moderator_model_call_failures_total"), "failures/s")],
+            "cps",
+        ),
+        12,
+        6,
+    )
+    lay.add(
+        table(
+            "Model version per worker",
+            "Workers by the model version they decide with (moderator_model_info).",
+            f"count by (version) (moderator_model_info{{{W}}})",
+        ),
+        12,
+        6,
+    )
+
+    lay.row("Ray Serve (ray_serve_*)")
+    lay.add(
+        timeseries(
+            "Classifier replicas",
+            "Healthy replicas and the autoscaler's target.",
+            [
+                Target(
+                    f"sum by (deployment) (ray_serve_deployment_replica_healthy{{{R}}})",
+                    "{{deployment}} healthy",
+                ),
+                Target(
+                    f"sum by (deployment) (ray_serve_autoscaling_target_replicas{{{R}}})",
+                    "{{deployment}} target",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Requests queued and ongoing",
+            "Queued: waiting in the handle's router for a replica (max_queued_requests "
+            "bounds it). Ongoing: sent to replicas, at most max_ongoing_requests each.",
+            [
+                Target(
+                    f"sum by (deployment) (ray_serve_deployment_queued_queries{{{R}}})",
+                    "{{deployment}} queued",
+                ),
+                Target(
+                    f"sum by (deployment) (ray_serve_num_ongoing_requests_at_replicas{{{R}}})",
+                    "{{deployment}} ongoing",
+                ),
+                Target(
+                    f"sum by (deployment) (ray_serve_batch_queue_length{{{R}}})",
+                    "{{deployment}} waiting in @serve.batch",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Replica processing latency",
+            "Time a replica spends on one request (one worker micro-batch), including the "
+            "@serve.batch wait.",
+            quantiles("ray_serve_deployment_processing_latency_ms", R),
+            "ms",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Merged batch size (@serve.batch)",
+            "Worker requests merged into one forward pass (serving.max_batch_size caps it).",
+            [
+                *quantiles("ray_serve_actual_batch_size", R, qs=(0.5, 0.95)),
+                Target(
+                    f"{_rate('ray_serve_actual_batch_size_sum', R)}"
+                    f" / {_rate('ray_serve_actual_batch_size_count', R)}",
+                    "mean",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Batch wait and forward pass p95",
+            "Wait: how long requests waited for the batch to fill. Execution: the merged "
+            "forward pass.",
+            [
+                Target(
+                    f"histogram_quantile(0.95, sum by (le) (rate("
+                    f"ray_serve_batch_wait_time_ms_bucket{{{R}}}[{RATE}])))",
+                    "wait p95",
+                ),
+                Target(
+                    f"histogram_quantile(0.95, sum by (le) (rate("
+                    f"ray_serve_batch_execution_time_ms_bucket{{{R}}}[{RATE}])))",
+                    "execution p95",
+                ),
+            ],
+            "ms",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Replica requests, errors and utilisation",
+            "Requests and exceptions per second across replicas; utilisation is the share "
+            "of max_ongoing_requests capacity spent in user code.",
+            [
+                Target(
+                    _rate("ray_serve_deployment_request_counter_total", R, "deployment"),
+                    "{{deployment}} requests/s",
+                ),
+                Target(
+                    _rate("ray_serve_deployment_error_counter_total", R, "deployment"),
+                    "{{deployment}} errors/s",
+                ),
+                Target(
+                    f"avg by (deployment) (ray_serve_replica_utilization_percent{{{R}}})",
+                    "{{deployment}} utilisation %",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    return dashboard(
+        "moderator-model-serving",
+        "Moderator / Model serving",
+        "The Classifier as the workers see it (moderator_*) and as Ray Serve reports it "
+        "(ray_serve_*, scraped from the Ray pods).",
+        lay,
+        WORKER_VARIABLES + RAY_VARIABLES,
+    )
+
+
+LIVE = f'{W}, mode="live"'
+
+
+def policy() -> dict[str, Any]:
+    lay = Layout()
+    lay.add(
+        timeseries(
+            "Actions over time",
+            "Acknowledged decisions per second by action.",
+            [Target(_rate("moderator_decisions_total", by="action"), "{{action}}")],
+            "cps",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Labels applied",
+            "Decision labels per second (model categories and the policy's own labels).",
+            [Target(_rate("moderator_decision_labels_total", by="category"), "{{category}}")],
+            "cps",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        bars(
+            "Top live rules (dashboard range)",
+            "Live rules that fired most over the selected time range.",
+            f'topk(10, sum by (rule) (increase(moderator_rule_hits_total{{{W}, mode="live"}}'
+            "[$__range])))",
+            "{{rule}}",
+        ),
+        8,
+        9,
+    )
+    lay.add(
+        bars(
+            "Top shadow rules (dashboard range)",
+            "Shadow rules that would have fired: candidates to make live (backtest first).",
+            f'topk(10, sum by (rule) (increase(moderator_rule_hits_total{{{W}, mode="shadow"}}'
+            "[$__range])))",
+            "{{rule}}",
+        ),
+        8,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Shadow vs live rule hits",
+            "Rule hits per second by mode; a shadow rule never changes the action.",
+            [Target(_rate("moderator_rule_hits_total", by="mode"), "{{mode}}")],
+            "cps",
+        ),
+        8,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Top live rules over time",
+            "The ten live rules firing most at each point in time, per second.",
+            [Target(f"topk(10, {_rate('moderator_rule_hits_total', LIVE, 'rule')})", "{{rule}}")],
+            "cps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Rule errors",
+            "Rule evaluations that raised (the rule did not fire); guard optional fields.",
+            [Target(_rate("moderator_rule_errors_total", by="rule"), "{{rule}}")],
+            "cps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Policy reloads",
+            "Hot reloads by outcome; invalid: rejected, the previous policy keeps deciding "
+            "(alert: ModeratorPolicyReloadRejected).",
+            [
+                Target(
+                    f"sum by (outcome) (increase(moderator_policy_reloads_total{{{W}}}[{RATE}]))",
+                    "{{outcome}}",
+                )
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        table(
+            "Policy version per worker",
+            "Workers by the policy deciding now; two rows mean a reload has not reached "
+            "every worker (or was rejected on some).",
+            f"count by (name, version, digest) (moderator_policy_info{{{W}}})",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Rules by mode and author-state errors",
+            "Rules in the current policy; Redis author-counter errors (counters read as 0).",
+            [
+                Target(f"max by (mode) (moderator_policy_rules{{{W}}})", "{{mode}} rules"),
+                Target(_rate("moderator_author_state_errors_total"), "author-state errors/s"),
+            ],
+        ),
+        8,
+        8,
+    )
+    return dashboard(
+        "moderator-policy",
+        "Moderator / Policy",
+        "Actions, labels, rule hits (live and shadow), rule errors and policy reloads.",
+        lay,
+        WORKER_VARIABLES,
+    )
+
+
+def cache() -> dict[str, Any]:
+    lay = Layout()
+    hits = _rate("moderator_cache_requests_total", f'{W}, result="hit"')
+    lookups = _rate("moderator_cache_requests_total", f'{W}, result=~"hit|miss|corrupt"')
+    hit_ratio = f"{hits} / {lookups}"
+    lay.add(
+        stat(
+            "Hit ratio",
+            "Images found in the feature cache / images looked up.",
+            hit_ratio,
+            "percentunit",
+        ),
+        6,
+        4,
+    )
+    lay.add(
+        stat(
+            "Workers without Redis",
+            "Workers whose last cache call failed (alert: ModeratorFeatureCacheUnavailable).",
+            f"count (moderator_cache_available{{{W}}} == 0) or vector(0)",
+            "short",
+            [(None, "green"), (1, "red")],
+        ),
+        6,
+        4,
+    )
+    lay.add(
+        stat(
+            "Cache errors",
+            "Failed Redis calls per second (each counts as misses; decisions carry on).",
+            _rate("moderator_cache_requests_total", f'{W}, result="error"'),
+            "cps",
+            [(None, "green"), (0.001, "red")],
+        ),
+        6,
+        4,
+    )
+    lay.add(
+        stat(
+            "Cache stage p99",
+            "Redis lookups and request building per micro-batch.",
+            quantiles("moderator_stage_duration_seconds", f'{W}, stage="cache"', qs=(0.99,))[
+                0
+            ].expr,
+            "s",
+        ),
+        6,
+        4,
+    )
+    lay.add(
+        timeseries(
+            "Hit ratio over time",
+            "Reposted images hit; new images miss and are stored after scoring.",
+            [Target(hit_ratio, "hit ratio")],
+            "percentunit",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Lookups by result",
+            "hit, miss and corrupt are per image (corrupt: a value of the wrong size, "
+            "treated as a miss); error is per failed Redis call.",
+            [Target(_rate("moderator_cache_requests_total", by="result"), "{{result}}")],
+            "cps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Redis available per worker",
+            "1 while the worker's last cache call succeeded, 0 after a failure (also 0 "
+            "before the first call and when the cache is disabled).",
+            [Target(f"min by (instance) (moderator_cache_available{{{W}}})", "{{instance}}")],
+            minimum=0,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Cache stage latency",
+            "Per micro-batch: Redis MGET of the batch's image hashes and request building.",
+            quantiles("moderator_stage_duration_seconds", f'{W}, stage="cache"'),
+            "s",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        "moderator-cache",
+        "Moderator / Feature cache",
+        "Redis feature cache: hit ratio, lookups, errors and availability.",
+        lay,
+        WORKER_VARIABLES,
+    )
+
+
+DASHBOARDS = {
+    "moderator-pipeline.json": pipeline,
+    "moderator-model-serving.json": model_serving,
+    "moderator-policy.json": policy,
+    "moderator-cache.json": cache,
+}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if a JSON file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render().items():
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"stale: {', '.join(stale)}; run python deploy/grafana/dashboards.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

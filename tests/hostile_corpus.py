@@ -1,0 +1,278 @@
+"""Hostile inputs, generated: every kind a public posts topic will eventually carry.
+
+Each case is a record value and the reason it must be dead-lettered with (None: a
+strange but valid post that must be decided). Shared by the unit, integration and
+fuzz tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from PIL import Image
+
+from moderator.config import DecodeLimits
+from moderator.errors import ReasonCode as R
+
+LIMITS = DecodeLimits()
+BASE = {"post_id": "h", "author_id": "a", "created_at": "2026-11-01T00:00:00Z", "caption": "x"}
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    name: str
+    value: bytes
+    reason: R | None
+
+
+def _post(**changes: object) -> bytes:
+    post = dict(BASE)
+    for key, value in changes.items():
+        if value is _DROP:
+            post.pop(key, None)
+        else:
+            post[key] = value
+    return orjson.dumps(post)
+
+
+_DROP = object()
+
+
+def _with_image(data: bytes, **changes: object) -> bytes:
+    return _post(image_b64=base64.b64encode(data).decode(), **changes)
+
+
+def _image(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB", **save: object) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (10, 200, 30) if mode == "RGB" else 128).save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+def _animated(fmt: str) -> bytes:
+    frames = [Image.new("RGB", (32, 32), (i * 60, 0, 0)) for i in range(4)]
+    out = io.BytesIO()
+    frames[0].save(out, format=fmt, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return out.getvalue()
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_header(width: int, height: int, idat: bytes | None = None) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = idat if idat is not None else zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+    )
+
+
+def _png_bomb() -> bytes:
+    # 20000x20000 RGB of zeros: ~1.2 GB decoded, ~1.2 MB compressed... keep it small by
+    # compressing only the first rows; the pixel cap must fire before any decoding.
+    row = b"\x00" + b"\x00" * (20_000 * 3)
+    return _png_header(20_000, 20_000, zlib.compress(row * 50, 9))
+
+
+def _gif_header(width: int, height: int) -> bytes:
+    return (
+        b"GIF89a"
+        + struct.pack("<HH", width, height)
+        + b"\x80\x00\x00"
+        + b"\x00\x00\x00\xff\xff\xff"
+        + b",\x00\x00\x00\x00"
+        + struct.pack("<HH", width, height)
+        + b"\x00\x02\x02D\x01\x00;"
+    )
+
+
+def _jpeg_with_size(width: int, height: int) -> bytes:
+    data = bytearray(_image("JPEG", (16, 16)))
+    sof = data.find(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def _webp_canvas(width: int, height: int) -> bytes:
+    vp8x = (
+        bytes([0x10, 0, 0, 0])
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _nested(depth: int) -> dict[str, object]:
+    node: dict[str, object] = {}
+    root = node
+    for _ in range(depth):
+        child: dict[str, object] = {}
+        node["n"] = child
+        node = child
+    return root
+
+
+def _cases() -> list[tuple[str, Callable[[], bytes], R | None]]:
+    jpeg, png, gif, webp = (_image(f) for f in ("JPEG", "PNG", "GIF", "WEBP"))
+    return [
+        # Transport and JSON
+        ("empty value", lambda: b"", R.INVALID_JSON),
+        ("whitespace only", lambda: b"   \n", R.INVALID_JSON),
+        ("json null", lambda: b"null", R.SCHEMA_VIOLATION),
+        ("json array", lambda: b"[1,2,3]", R.SCHEMA_VIOLATION),
+        ("json number", lambda: b"42", R.SCHEMA_VIOLATION),
+        ("json string", lambda: b'"a post"', R.SCHEMA_VIOLATION),
+        ("truncated json", lambda: _post()[:-7], R.INVALID_JSON),
+        ("trailing garbage", lambda: _post() + b"}}", R.INVALID_JSON),
+        ("NaN literal", lambda: _post()[:-1] + b',"score":NaN}', R.INVALID_JSON),
+        ("deeply nested json", lambda: b"[" * 5000 + b"]" * 5000, R.INVALID_JSON),
+        ("utf-8 BOM", lambda: b"\xef\xbb\xbf" + _post(), R.INVALID_JSON),
+        ("utf-16 encoded", lambda: _post().decode().encode("utf-16"), R.INVALID_UTF8),
+        ("lone continuation byte", lambda: _post()[:-2] + b'\x80"}', R.INVALID_UTF8),
+        ("overlong encoding", lambda: _post()[:-2] + b'\xc0\xaf"}', R.INVALID_UTF8),
+        ("encoded surrogate", lambda: _post()[:-2] + b'\xed\xa0\x80"}', R.INVALID_UTF8),
+        (
+            "latin-1 bytes",
+            lambda: _post(caption="café").replace(b"\xc3\xa9", b"\xe9"),
+            R.INVALID_UTF8,
+        ),
+        (
+            "oversized message",
+            lambda: _post(caption="y" * (LIMITS.max_message_bytes + 10)),
+            R.MESSAGE_TOO_LARGE,
+        ),
+        # Schema
+        ("missing post_id", lambda: _post(post_id=_DROP), R.SCHEMA_VIOLATION),
+        ("missing author_id", lambda: _post(author_id=_DROP), R.SCHEMA_VIOLATION),
+        ("missing created_at", lambda: _post(created_at=_DROP), R.SCHEMA_VIOLATION),
+        ("post_id number", lambda: _post(post_id=7), R.SCHEMA_VIOLATION),
+        ("post_id null", lambda: _post(post_id=None), R.SCHEMA_VIOLATION),
+        ("post_id empty", lambda: _post(post_id=""), R.SCHEMA_VIOLATION),
+        ("post_id huge", lambda: _post(post_id="p" * 10_000), R.SCHEMA_VIOLATION),
+        ("author_id list", lambda: _post(author_id=["a"]), R.SCHEMA_VIOLATION),
+        ("created_at garbage", lambda: _post(created_at="last tuesday"), R.SCHEMA_VIOLATION),
+        ("created_at object", lambda: _post(created_at={"y": 2026}), R.SCHEMA_VIOLATION),
+        ("caption number", lambda: _post(caption=12), R.SCHEMA_VIOLATION),
+        ("caption huge", lambda: _post(caption="z" * 10_001), R.SCHEMA_VIOLATION),
+        ("caption NUL", lambda: _post(caption="a\x00b"), R.SCHEMA_VIOLATION),
+        (
+            "caption escape sequences",
+            lambda: _post(caption="\x1b[31mred\x1b[0m"),
+            R.SCHEMA_VIOLATION,
+        ),
+        ("caption C1 control", lambda: _post(caption="a\x85b"), R.SCHEMA_VIOLATION),
+        ("caption bidi override", lambda: _post(caption="abc\u202edcb"), R.SCHEMA_VIOLATION),
+        ("caption bidi isolate", lambda: _post(caption="x\u2066y\u2069"), R.SCHEMA_VIOLATION),
+        ("lang too long", lambda: _post(lang="en-" + "x" * 100), R.SCHEMA_VIOLATION),
+        ("metadata not object", lambda: _post(metadata=[1, 2]), R.SCHEMA_VIOLATION),
+        ("metadata deeply nested", lambda: _post(metadata=_nested(50)), R.SCHEMA_VIOLATION),
+        (
+            "metadata too many items",
+            lambda: _post(metadata={f"k{i}": i for i in range(2000)}),
+            R.SCHEMA_VIOLATION,
+        ),
+        ("schema_version 2", lambda: _post(schema_version=2), R.UNSUPPORTED_SCHEMA_VERSION),
+        ("schema_version string", lambda: _post(schema_version="1"), R.UNSUPPORTED_SCHEMA_VERSION),
+        (
+            "both image sources",
+            lambda: _post(image_b64="aGk=", image_url="https://x.test/a.png"),
+            R.SCHEMA_VIOLATION,
+        ),
+        (
+            "image_url while disabled",
+            lambda: _post(image_url="https://x.test/a.png"),
+            R.IMAGE_URL_DISABLED,
+        ),
+        (
+            "image_url to loopback",
+            lambda: _post(image_url="http://127.0.0.1/admin"),
+            R.IMAGE_URL_DISABLED,
+        ),
+        ("image_b64 number", lambda: _post(image_b64=5), R.SCHEMA_VIOLATION),
+        # base64
+        ("base64 bad characters", lambda: _post(image_b64="not*base64!"), R.BAD_BASE64),
+        ("base64 bad padding", lambda: _post(image_b64="aGk"), R.BAD_BASE64),
+        ("base64 with newlines", lambda: _post(image_b64="aGVs\nbG8="), R.BAD_BASE64),
+        ("base64 url-safe alphabet", lambda: _post(image_b64="-_-_"), R.BAD_BASE64),
+        # Images
+        ("empty image", lambda: _with_image(b""), R.IMAGE_CORRUPT),
+        (
+            "text instead of image",
+            lambda: _with_image(b"hello, I am not a picture"),
+            R.IMAGE_CORRUPT,
+        ),
+        ("pdf bytes", lambda: _with_image(b"%PDF-1.7\n1 0 obj<<>>endobj\n"), R.IMAGE_CORRUPT),
+        ("zip bytes", lambda: _with_image(b"PK\x03\x04" + b"\x00" * 60), R.IMAGE_CORRUPT),
+        ("truncated jpeg", lambda: _with_image(jpeg[: len(jpeg) // 2]), R.IMAGE_CORRUPT),
+        ("truncated png", lambda: _with_image(png[:60]), R.IMAGE_CORRUPT),
+        ("truncated gif", lambda: _with_image(gif[:20]), R.IMAGE_CORRUPT),
+        ("truncated webp", lambda: _with_image(webp[:30]), R.IMAGE_CORRUPT),
+        (
+            "png bad crc",
+            lambda: _with_image(png[:29] + b"\x00\x00\x00\x00" + png[33:]),
+            R.IMAGE_CORRUPT,
+        ),
+        ("jpeg corrupt scan", lambda: _with_image(jpeg[:200] + b"\x00" * 50), R.IMAGE_CORRUPT),
+        ("zero-size png", lambda: _with_image(_png_header(0, 0)), R.IMAGE_CORRUPT),
+        ("png decompression bomb", lambda: _with_image(_png_bomb()), R.IMAGE_TOO_MANY_PIXELS),
+        (
+            "png enormous dimensions",
+            lambda: _with_image(_png_header(2**31 - 1, 2**31 - 1)),
+            R.IMAGE_TOO_MANY_PIXELS,
+        ),
+        (
+            "gif enormous dimensions",
+            lambda: _with_image(_gif_header(65_535, 65_535)),
+            R.IMAGE_TOO_MANY_PIXELS,
+        ),
+        (
+            "jpeg enormous dimensions",
+            lambda: _with_image(_jpeg_with_size(65_000, 65_000)),
+            R.IMAGE_TOO_MANY_PIXELS,
+        ),
+        (
+            "webp enormous canvas",
+            lambda: _with_image(_webp_canvas(16_000, 16_000)),
+            R.IMAGE_TOO_MANY_PIXELS,
+        ),
+        (
+            "image over byte cap",
+            lambda: _with_image(b"\xff\xd8" + b"\x00" * (LIMITS.max_image_bytes + 1)),
+            R.IMAGE_TOO_LARGE,
+        ),
+        ("bmp not allowed", lambda: _with_image(_image("BMP")), R.IMAGE_FORMAT_NOT_ALLOWED),
+        ("tiff not allowed", lambda: _with_image(_image("TIFF")), R.IMAGE_FORMAT_NOT_ALLOWED),
+        (
+            "ico not allowed",
+            lambda: _with_image(_image("ICO", (32, 32))),
+            R.IMAGE_FORMAT_NOT_ALLOWED,
+        ),
+        ("ppm not allowed", lambda: _with_image(_image("PPM")), R.IMAGE_FORMAT_NOT_ALLOWED),
+        # Strange but valid: these must be decided, not dead-lettered.
+        ("animated gif", lambda: _with_image(_animated("GIF")), None),
+        ("animated webp", lambda: _with_image(_animated("WEBP")), None),
+        ("1x1 png", lambda: _with_image(_image("PNG", (1, 1))), None),
+        ("grayscale jpeg", lambda: _with_image(_image("JPEG", mode="L")), None),
+        ("cmyk jpeg", lambda: _with_image(_image("JPEG", mode="CMYK")), None),
+        (
+            "palette png with transparency",
+            lambda: _with_image(_image("PNG", mode="P", transparency=0)),
+            None,
+        ),
+        ("16-bit png", lambda: _with_image(_image("PNG", mode="I;16")), None),
+        ("very wide image", lambda: _with_image(_image("PNG", (8000, 2))), None),
+        ("emoji and RTL caption", lambda: _post(caption="مرحبا 😀 שלום"), None),
+        ("unknown top-level fields", lambda: _post(client={"app": "ios"}, flags=[1, 2]), None),
+        ("empty caption, no image", lambda: _post(caption=""), None),
+    ]
+
+
+def hostile_cases() -> list[HostileCase]:
+    return [HostileCase(name, make(), reason) for name, make, reason in _cases()]

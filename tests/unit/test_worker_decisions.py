@@ -1,0 +1,46 @@
+"""Decisions as the worker builds them round-trip through the Decision schema exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from kafka.consumer.fetcher import ConsumerRecord
+
+from moderator.ingest import DecodedPost
+from moderator.policy import PolicyService, load_policy
+from moderator.schema import Decision, Post
+from moderator.serving import ScoreResponse
+from tests.paths import DEFAULT_POLICY
+from workers.decisions import ValidPost, make_decisions
+
+
+def _record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="posts", partition=2, leader_epoch=0, offset=offset, timestamp=1_700_000_000_000,
+        timestamp_type=0, key=b"k", value=b"{}", headers=[], checksum=None,
+        serialized_key_size=1, serialized_value_size=2, serialized_header_size=0,
+    )
+
+
+def test_constructed_decisions_validate_and_serialise_like_validated_ones() -> None:
+    policy = PolicyService(load_policy(DEFAULT_POLICY))
+    categories = list(policy.policy.categories)
+    posts = [
+        ValidPost(_record(i), DecodedPost(
+            post=Post(post_id=f"p{i}", author_id="a", created_at=datetime.now(UTC),
+                      caption=caption),
+            pixels=None, image_sha256=None,
+        ))
+        for i, caption in enumerate(["nice day", "I will kill you"])
+    ]
+    scores = np.zeros((2, len(categories)), dtype=np.float32)
+    scores[1, categories.index("violence")] = 0.97
+    response = ScoreResponse("m1", categories, scores, np.zeros((0, 4), np.float32), 1.0, 2.0)
+    decisions = make_decisions(posts, response, set(), policy, {"decode": 1.0})
+    for decision in decisions:
+        wire = decision.model_dump_json()
+        assert Decision.model_validate_json(wire).model_dump_json() == wire
+    assert decisions[0].action.value == "allow"
+    assert decisions[1].action.severity > decisions[0].action.severity
+    assert decisions[1].source.partition == 2 and decisions[1].source.offset == 1
