@@ -13,12 +13,15 @@ from rich.console import Console
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError
 from moderator.policy.cli import bank_app, policy_app
+from moderator.training.cli import model_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 schema_app = typer.Typer(no_args_is_help=True, help="Wire contracts (JSON Schema).")
 app.add_typer(schema_app, name="schema")
 app.add_typer(policy_app, name="policy")
 app.add_typer(bank_app, name="bank")
+# `moderator train` and `moderator eval` (torch is imported only when they run).
+app.registered_commands += model_app.registered_commands
 console = Console()
 
 ConfigOption = Annotated[

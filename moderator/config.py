@@ -64,6 +64,7 @@ class ServingSettings(_Section):
     num_cpus: float = Field(default=1.0, gt=0)
     num_gpus: float = Field(default=0.0, ge=0)
     torch_threads: int = Field(default=2, ge=1)
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
     max_ongoing_requests: int = Field(default=8, ge=1)
     max_batch_size: int = Field(default=4, ge=1, description="Worker requests per forward pass.")
     batch_wait_timeout_s: float = Field(default=0.002, ge=0)

@@ -40,8 +40,10 @@ def collect(
     timeout_s: float,
     on_progress: Callable[[int], None] | None = None,
     still_running: Callable[[], bool] = lambda: True,
+    out: Collected | None = None,
 ) -> Collected:
-    out = Collected()
+    """Read until the expected counts are reached; pass `out` to watch progress meanwhile."""
+    out = out if out is not None else Collected()
     consumer = reader(kafka, [kafka.decisions_topic, kafka.dlq_topic])
     deadline = time.monotonic() + timeout_s
     try:

@@ -94,6 +94,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL: no drain, no commit — what a crash or an OOM kill looks like."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
     def stop(self, timeout_s: float = 60.0) -> int | None:
         """SIGTERM: the worker drains the batch in hand and commits before it exits."""
         if self.process is None:

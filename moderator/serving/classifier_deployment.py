@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
 
-from moderator.model import load_model
+from moderator.model import InferenceOptions, Precision, load_model
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.scoring import merge_requests, model_info, score_request, split_response
 
@@ -50,6 +50,9 @@ class ClassifierArgs(BaseModel):
 
     checkpoint: Path | None = Field(default=None, description="Model directory; None → starter.")
     torch_threads: int = Field(default=2, ge=1)
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="fp32", description="CPU inference options; see docs/model.md for the trade-offs."
+    )
     num_replicas: int = Field(default=1, ge=1)
     num_cpus: float = Field(default=1.0, gt=0)
     num_gpus: float = Field(default=0.0, ge=0, description="Fractions share one GPU.")
@@ -72,9 +75,11 @@ class ClassifierArgs(BaseModel):
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class ClassifierDeployment:
-    def __init__(self, checkpoint: str | None, torch_threads: int) -> None:
+    def __init__(
+        self, checkpoint: str | None, torch_threads: int, precision: Precision = "fp32"
+    ) -> None:
         torch.set_num_threads(torch_threads)
-        self.model = load_model(checkpoint)
+        self.model = load_model(checkpoint, InferenceOptions(precision=precision))
         self.info = model_info(self.model)
         logger.info(
             "loaded model %s with categories %s", self.info.model_version, self.info.categories
@@ -114,5 +119,5 @@ def build_app(args: ClassifierArgs) -> Application:
     else:
         options["num_replicas"] = args.num_replicas
     return ClassifierDeployment.options(**options).bind(  # type: ignore[attr-defined]
-        str(args.checkpoint) if args.checkpoint else None, args.torch_threads
+        str(args.checkpoint) if args.checkpoint else None, args.torch_threads, args.precision
     )

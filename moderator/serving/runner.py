@@ -19,6 +19,7 @@ def classifier_args(serving: ServingSettings) -> dict[str, object]:
     return {
         "checkpoint": serving.checkpoint,
         "torch_threads": serving.torch_threads,
+        "precision": serving.precision,
         "num_replicas": serving.num_replicas,
         "num_cpus": serving.num_cpus,
         "num_gpus": serving.num_gpus,

@@ -20,8 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from moderator.errors import ModeratorError
-from moderator.model.fusion_heads import HeadConfig
-from moderator.model.inference import PRECISIONS, Precision
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
 console = Console()
@@ -142,7 +140,8 @@ def train(
     category: Category = None,
     image_root: ImageRoot = None,
     backbone: Annotated[
-        str, typer.Option(help="offline | clip:ID_OR_PATH[@REV] | align:ID_OR_PATH[@REV]")
+        str,
+        typer.Option(help="offline, clip:ID_OR_PATH or align:ID_OR_PATH; add @REVISION to pin."),
     ] = "offline",
     image_size: Annotated[
         int | None, typer.Option(help="Offline backbone only: input side (default 224).")
@@ -180,6 +179,7 @@ def train(
     from pydantic import ValidationError
 
     from moderator.model.backbones import parse_backbone
+    from moderator.model.fusion_heads import HeadConfig
     from moderator.training.run import run_training
     from moderator.training.trainer import TrainConfig
 
@@ -263,6 +263,7 @@ def evaluate(
     no_cache: NoCache = False,
 ) -> None:
     """Score a data set with a checkpoint and report per-category figures."""
+    from moderator.model.inference import PRECISIONS, Precision
     from moderator.training.evaluate import run_eval
 
     spec = dataset_spec(
