@@ -194,10 +194,7 @@ def table(title: str, description: str, expr: str) -> Panel:
         "datasource": DATASOURCE,
         "fieldConfig": {"defaults": {}, "overrides": []},
         "options": {"showHeader": True, "cellHeight": "sm"},
-        "transformations": [
-            {"id": "labelsToFields", "options": {"mode": "columns"}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
-        ],
+        "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
         "targets": [{**_targets([Target(expr, instant=True)])[0], "format": "table"}],
     }
 

@@ -8,6 +8,7 @@ are allowed (at-least-once) and reported.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,11 +33,31 @@ def settings(isolated_settings: Settings, ray_address: str) -> Settings:
     return isolated_settings.model_copy(update={"serving": serving, "worker": worker})
 
 
+INJECTS = {
+    "sigkill-worker": "SIGKILL the only worker at 30% of the stream, start a new one",
+    "broker-stall-20s": "SIGSTOP the broker for 20 s at 30%, then SIGCONT",
+    "redis-outage": "stop redis-server at 20%, restart it (empty) after 100 more decisions",
+    "invalid-policy": "overwrite the policy file with invalid YAML at 20% (reload every 0.5 s)",
+    "two-workers-one-killed": "two workers in one group, SIGKILL one at 30%",
+    "serve-replica-killed": "SIGKILL the Classifier replica process at 30%",
+}
+
+
 def _report(run: FaultRun, name: str, **figures: object) -> None:
-    print(
-        f"\n[fault] {name}: posts={len(run.valid_ids)} lost={len(run.lost())} "
-        f"duplicates={run.duplicates()} " + " ".join(f"{k}={v}" for k, v in figures.items())
-    )
+    """Print the figures, and append them to $MODERATOR_FAULT_FIGURES (docs/reliability.md)."""
+    row = {
+        "test": name,
+        "injects": INJECTS[name],
+        "posts": len(run.valid_ids),
+        "lost": len(run.lost()),
+        "duplicates": run.duplicates(),
+        **figures,
+    }
+    print(f"\n[fault] {row}")
+    target = os.environ.get("MODERATOR_FAULT_FIGURES")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
 
 
 def test_worker_killed_with_sigkill_and_restarted(settings: Settings, tmp_path: Path) -> None:
