@@ -45,6 +45,9 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(default=6_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
+    # How long the broker may hold a fetch open waiting for data (kafka-python's default).
+    # 20 ms made the 2-core bench worse: the fetch loop then competes with the model for CPU.
+    fetch_max_wait_ms: int = Field(default=500, ge=0)
 
 
 class RedisSettings(_Section):

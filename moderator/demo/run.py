@@ -75,7 +75,7 @@ def run_demo(
     run_id = f"demo-{uuid.uuid4().hex[:6]}"
     samples = sample_stream(count, run_id=run_id)
     expected_valid = sum(s.valid for s in samples)
-    with local_services(settings) as services, local_ray(services) as stack:
+    with local_services(settings) as services, local_ray(services, wait_for_app=False) as stack:
         console.print(
             f"[dim]broker {stack.kafka.bootstrap_servers} · Ray {stack.serving.ray_address}[/]"
         )

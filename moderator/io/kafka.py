@@ -56,6 +56,7 @@ def create_consumer(kafka: KafkaSettings, **overrides: Any) -> KafkaConsumer:
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
     }
     options.update(overrides)
     if options.get("enable_auto_commit"):
