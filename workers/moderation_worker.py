@@ -60,8 +60,12 @@ class _DrainOnRevoke(ConsumerRebalanceListener):
         # Finish and commit what we hold before another member takes these partitions.
         if not revoked:
             return  # the first join revokes nothing
-        if self.worker.running:
-            self.worker.stats.rebalances += 1  # not counted: the revoke of consumer.close()
+        if not self.worker.running:
+            # consumer.close() after run() ended: drained already, or abandoned after an
+            # error (those batches stay uncommitted and are re-delivered).
+            self.worker.tracker.forget(set(revoked))
+            return
+        self.worker.stats.rebalances += 1
         self.worker.drain()
         self.worker.tracker.forget(set(revoked))
         self.worker.telemetry.forget(revoked)
@@ -124,6 +128,7 @@ class ModerationWorker:
             self.drain()
         finally:
             self.running = False
+            self.in_flight.clear()  # empty after drain(); abandoned (uncommitted) after an error
             self.health.set_ready(False)
             self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info(
