@@ -16,320 +16,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-W = 'namespace=~"$namespace", job=~"$job"'  # moderator_* worker series
-R = 'application=~"$application", deployment=~"$deployment"'  # ray_serve_* series
-RATE = "$__rate_interval"
+# Run as a script or loaded by file path (tests): the panel builders sit beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-Panel = dict[str, Any]
-
-
-@dataclass
-class Target:
-    expr: str
-    legend: str = ""
-    instant: bool = False
-
-
-@dataclass
-class Layout:
-    """Places panels left to right in a 24-column grid, wrapping to new rows."""
-
-    x: int = 0
-    y: int = 0
-    row_height: int = 0
-    next_id: int = 1
-    panels: list[Panel] = field(default_factory=list)
-
-    def add(self, panel: Panel, w: int, h: int) -> None:
-        if self.x + w > 24:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        panel["id"] = self.next_id
-        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
-        self.next_id += 1
-        self.x += w
-        self.row_height = max(self.row_height, h)
-        self.panels.append(panel)
-
-    def row(self, title: str) -> None:
-        if self.x or self.row_height:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        self.panels.append(
-            {
-                "id": self.next_id,
-                "type": "row",
-                "title": title,
-                "collapsed": False,
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
-                "panels": [],
-            }
-        )
-        self.next_id += 1
-        self.y += 1
-
-
-def _targets(targets: list[Target]) -> list[dict[str, Any]]:
-    out = []
-    for index, target in enumerate(targets):
-        out.append(
-            {
-                "datasource": DATASOURCE,
-                "editorMode": "code",
-                "expr": target.expr,
-                "instant": target.instant,
-                "range": not target.instant,
-                "legendFormat": target.legend or "__auto",
-                "refId": chr(ord("A") + index),
-            }
-        )
-    return out
-
-
-def timeseries(
-    title: str,
-    description: str,
-    targets: list[Target],
-    unit: str = "short",
-    stack: bool = False,
-    minimum: float | None = 0,
-) -> Panel:
-    defaults: dict[str, Any] = {
-        "unit": unit,
-        "color": {"mode": "palette-classic"},
-        "custom": {
-            "drawStyle": "line",
-            "lineWidth": 1,
-            "fillOpacity": 25 if stack else 5,
-            "showPoints": "never",
-            "spanNulls": False,
-            "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-        },
-    }
-    if minimum is not None:
-        defaults["min"] = minimum
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-        "targets": _targets(targets),
-    }
-
-
-def stat(
-    title: str,
-    description: str,
-    expr: str,
-    unit: str = "short",
-    thresholds: list[tuple[float | None, str]] | None = None,
-) -> Panel:
-    steps = [{"value": value, "color": color} for value, color in thresholds or [(None, "green")]]
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "color": {"mode": "thresholds"},
-                "thresholds": {"mode": "absolute", "steps": steps},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-            "graphMode": "area",
-            "justifyMode": "auto",
-            "textMode": "auto",
-            "orientation": "auto",
-        },
-        "targets": _targets([Target(expr)]),
-    }
-
-
-def bars(title: str, description: str, expr: str, legend: str) -> Panel:
-    """A horizontal bar gauge over an instant query (a top-N over the dashboard range)."""
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {
-            "defaults": {
-                "unit": "short",
-                "min": 0,
-                "color": {"mode": "continuous-BlYlRd"},
-                "thresholds": {"mode": "absolute", "steps": [{"value": None, "color": "green"}]},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "orientation": "horizontal",
-            "displayMode": "gradient",
-            "showUnfilled": True,
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        },
-        "targets": _targets([Target(expr, legend, instant=True)]),
-    }
-
-
-def table(title: str, description: str, expr: str) -> Panel:
-    """One row per label combination of an instant query (versions across workers)."""
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "fieldConfig": {"defaults": {}, "overrides": []},
-        "options": {"showHeader": True, "cellHeight": "sm"},
-        "transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
-        "targets": [{**_targets([Target(expr, instant=True)])[0], "format": "table"}],
-    }
-
-
-def quantiles(
-    metric: str, selector: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)
-) -> list[Target]:
-    group = f"{by}, le" if by else "le"
-    prefix = "{{" + by + "}} " if by else ""
-    return [
-        Target(
-            f"histogram_quantile({q}, sum by ({group}) "
-            f"(rate({metric}_bucket{{{selector}}}[{RATE}])))",
-            f"{prefix}p{round(q * 100)}",
-        )
-        for q in qs
-    ]
-
-
-def datasource_variable() -> dict[str, Any]:
-    return {
-        "name": "datasource",
-        "label": "Data source",
-        "type": "datasource",
-        "query": "prometheus",
-        "current": {},
-        "hide": 0,
-        "includeAll": False,
-        "multi": False,
-        "options": [],
-        "refresh": 1,
-        "regex": "",
-    }
-
-
-def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": DATASOURCE,
-        "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "hide": 0,
-        "includeAll": True,
-        "allValue": ".*",
-        "multi": True,
-        "options": [],
-        "refresh": 2,
-        "regex": "",
-        "sort": 1,
-    }
-
-
-WORKER_VARIABLES = [
-    query_variable(
-        "namespace", "Namespace", "label_values(moderator_posts_consumed_total, namespace)"
-    ),
-    query_variable(
-        "job",
-        "Worker job",
-        'label_values(moderator_posts_consumed_total{namespace=~"$namespace"}, job)',
-    ),
-]
-RAY_VARIABLES = [
-    query_variable(
-        "application",
-        "Serve application",
-        "label_values(ray_serve_deployment_replica_healthy, application)",
-    ),
-    query_variable(
-        "deployment",
-        "Serve deployment",
-        "label_values(ray_serve_deployment_replica_healthy"
-        '{application=~"$application"}, deployment)',
-    ),
-]
-
-
-def dashboard(
-    uid: str, title: str, description: str, layout: Layout, variables: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["moderator"],
-        "editable": True,
-        "graphTooltip": 1,
-        "refresh": "30s",
-        "schemaVersion": 39,
-        "version": 1,
-        "time": {"from": "now-3h", "to": "now"},
-        "timepicker": {},
-        "timezone": "browser",
-        "fiscalYearStartMonth": 0,
-        "liveNow": False,
-        "weekStart": "",
-        "annotations": {
-            "list": [
-                {
-                    "builtIn": 1,
-                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                    "enable": True,
-                    "hide": True,
-                    "iconColor": "rgba(0, 211, 255, 1)",
-                    "name": "Annotations & Alerts",
-                    "type": "dashboard",
-                }
-            ]
-        },
-        "links": [
-            {
-                "title": "Moderator dashboards",
-                "type": "dashboards",
-                "tags": ["moderator"],
-                "asDropdown": True,
-                "includeVars": True,
-                "keepTime": True,
-            }
-        ],
-        "templating": {"list": [datasource_variable(), *variables]},
-        "panels": layout.panels,
-    }
-
-
-def _rate(metric: str, selector: str = W, by: str = "") -> str:
-    group = f" by ({by})" if by else ""
-    return f"sum{group} (rate({metric}{{{selector}}}[{RATE}]))"
+from panels import (
+    HERE,
+    RATE,
+    RAY_VARIABLES,
+    WORKER_VARIABLES,
+    Layout,
+    R,
+    Target,
+    W,
+    bars,
+    dashboard,
+    quantiles,
+    rate_of,
+    stat,
+    table,
+    timeseries,
+)
 
 
 def pipeline() -> dict[str, Any]:
     lay = Layout()
-    consumed = _rate("moderator_posts_consumed_total")
+    consumed = rate_of("moderator_posts_consumed_total")
     lay.add(
         stat("Posts in", "Records read from the posts topic per second.", consumed, "cps"), 4, 4
     )
@@ -337,7 +51,7 @@ def pipeline() -> dict[str, Any]:
         stat(
             "Decisions out",
             "Decisions acknowledged by the broker per second.",
-            _rate("moderator_decisions_total"),
+            rate_of("moderator_decisions_total"),
             "cps",
         ),
         4,
@@ -347,7 +61,7 @@ def pipeline() -> dict[str, Any]:
         stat(
             "Dead-letter share",
             "Dead-lettered records / records read (alert: ModeratorDeadLetterRateHigh).",
-            f"{_rate('moderator_dead_letters_total')} / {consumed}",
+            f"{rate_of('moderator_dead_letters_total')} / {consumed}",
             "percentunit",
             [(None, "green"), (0.01, "orange"), (0.05, "red")],
         ),
@@ -394,8 +108,8 @@ def pipeline() -> dict[str, Any]:
             "worker could not decode, sent to the dead-letter topic.",
             [
                 Target(consumed, "posts in"),
-                Target(_rate("moderator_decisions_total"), "decisions out"),
-                Target(_rate("moderator_dead_letters_total"), "dead letters"),
+                Target(rate_of("moderator_decisions_total"), "decisions out"),
+                Target(rate_of("moderator_dead_letters_total"), "dead letters"),
             ],
             "cps",
         ),
@@ -406,7 +120,7 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "Decisions by action",
             "Acknowledged decisions per second by action (allow < label < review < block).",
-            [Target(_rate("moderator_decisions_total", by="action"), "{{action}}")],
+            [Target(rate_of("moderator_decisions_total", by="action"), "{{action}}")],
             "cps",
             stack=True,
         ),
@@ -475,7 +189,7 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "Dead letters by reason",
             "Reason codes are moderator.errors.ReasonCode values.",
-            [Target(_rate("moderator_dead_letters_total", by="reason"), "{{reason}}")],
+            [Target(rate_of("moderator_dead_letters_total", by="reason"), "{{reason}}")],
             "cps",
             stack=True,
         ),
@@ -488,17 +202,17 @@ def pipeline() -> dict[str, Any]:
             "Model calls retried, offset commits refused (records re-delivered), rule "
             "evaluation errors, feature-cache and author-state Redis errors.",
             [
-                Target(_rate("moderator_model_call_failures_total"), "model call failures"),
+                Target(rate_of("moderator_model_call_failures_total"), "model call failures"),
                 Target(
-                    _rate("moderator_offset_commits_total", f'{W}, outcome="failed"'),
+                    rate_of("moderator_offset_commits_total", f'{W}, outcome="failed"'),
                     "failed commits",
                 ),
-                Target(_rate("moderator_rule_errors_total"), "rule errors"),
+                Target(rate_of("moderator_rule_errors_total"), "rule errors"),
                 Target(
-                    _rate("moderator_cache_requests_total", f'{W}, result="error"'),
+                    rate_of("moderator_cache_requests_total", f'{W}, result="error"'),
                     "cache errors",
                 ),
-                Target(_rate("moderator_author_state_errors_total"), "author-state errors"),
+                Target(rate_of("moderator_author_state_errors_total"), "author-state errors"),
             ],
             "cps",
         ),
@@ -522,8 +236,8 @@ def model_serving() -> dict[str, Any]:
             "Model calls and posts scored",
             "One Serve handle call per micro-batch of valid posts.",
             [
-                Target(_rate("moderator_batch_size_count"), "calls/s"),
-                Target(_rate("moderator_batch_size_sum"), "posts/s"),
+                Target(rate_of("moderator_batch_size_count"), "calls/s"),
+                Target(rate_of("moderator_batch_size_sum"), "posts/s"),
             ],
             "cps",
         ),
@@ -537,7 +251,9 @@ def model_serving() -> dict[str, Any]:
             [
                 *quantiles("moderator_batch_size", W, qs=(0.5, 0.95)),
                 Target(
-                    f"{_rate('moderator_batch_size_sum')} / {_rate('moderator_batch_size_count')}",
+                    rate_of("moderator_batch_size_sum")
+                    + " / "
+                    + rate_of("moderator_batch_size_count"),
                     "mean",
                 ),
             ],
@@ -560,7 +276,7 @@ def model_serving() -> dict[str, Any]:
         timeseries(
             "Model call failures",
             "Failed Classifier calls, retried with backoff; nothing is committed meanwhile.",
-            [Target(_rate("moderator_model_call_failures_total"), "failures/s")],
+            [Target(rate_of("moderator_model_call_failures_total"), "failures/s")],
             "cps",
         ),
         12,
@@ -636,8 +352,8 @@ def model_serving() -> dict[str, Any]:
             [
                 *quantiles("ray_serve_actual_batch_size", R, qs=(0.5, 0.95)),
                 Target(
-                    f"{_rate('ray_serve_actual_batch_size_sum', R)}"
-                    f" / {_rate('ray_serve_actual_batch_size_count', R)}",
+                    f"{rate_of('ray_serve_actual_batch_size_sum', R)}"
+                    f" / {rate_of('ray_serve_actual_batch_size_count', R)}",
                     "mean",
                 ),
             ],
@@ -674,11 +390,11 @@ def model_serving() -> dict[str, Any]:
             "of max_ongoing_requests capacity spent in user code.",
             [
                 Target(
-                    _rate("ray_serve_deployment_request_counter_total", R, "deployment"),
+                    rate_of("ray_serve_deployment_request_counter_total", R, "deployment"),
                     "{{deployment}} requests/s",
                 ),
                 Target(
-                    _rate("ray_serve_deployment_error_counter_total", R, "deployment"),
+                    rate_of("ray_serve_deployment_error_counter_total", R, "deployment"),
                     "{{deployment}} errors/s",
                 ),
                 Target(
@@ -709,7 +425,7 @@ def policy() -> dict[str, Any]:
         timeseries(
             "Actions over time",
             "Acknowledged decisions per second by action.",
-            [Target(_rate("moderator_decisions_total", by="action"), "{{action}}")],
+            [Target(rate_of("moderator_decisions_total", by="action"), "{{action}}")],
             "cps",
             stack=True,
         ),
@@ -720,7 +436,7 @@ def policy() -> dict[str, Any]:
         timeseries(
             "Labels applied",
             "Decision labels per second (model categories and the policy's own labels).",
-            [Target(_rate("moderator_decision_labels_total", by="category"), "{{category}}")],
+            [Target(rate_of("moderator_decision_labels_total", by="category"), "{{category}}")],
             "cps",
             stack=True,
         ),
@@ -753,7 +469,7 @@ def policy() -> dict[str, Any]:
         timeseries(
             "Shadow vs live rule hits",
             "Rule hits per second by mode; a shadow rule never changes the action.",
-            [Target(_rate("moderator_rule_hits_total", by="mode"), "{{mode}}")],
+            [Target(rate_of("moderator_rule_hits_total", by="mode"), "{{mode}}")],
             "cps",
         ),
         8,
@@ -763,7 +479,7 @@ def policy() -> dict[str, Any]:
         timeseries(
             "Top live rules over time",
             "The ten live rules firing most at each point in time, per second.",
-            [Target(f"topk(10, {_rate('moderator_rule_hits_total', LIVE, 'rule')})", "{{rule}}")],
+            [Target(f"topk(10, {rate_of('moderator_rule_hits_total', LIVE, 'rule')})", "{{rule}}")],
             "cps",
         ),
         12,
@@ -773,7 +489,7 @@ def policy() -> dict[str, Any]:
         timeseries(
             "Rule errors",
             "Rule evaluations that raised (the rule did not fire); guard optional fields.",
-            [Target(_rate("moderator_rule_errors_total", by="rule"), "{{rule}}")],
+            [Target(rate_of("moderator_rule_errors_total", by="rule"), "{{rule}}")],
             "cps",
         ),
         12,
@@ -810,7 +526,7 @@ def policy() -> dict[str, Any]:
             "Rules in the current policy; Redis author-counter errors (counters read as 0).",
             [
                 Target(f"max by (mode) (moderator_policy_rules{{{W}}})", "{{mode}} rules"),
-                Target(_rate("moderator_author_state_errors_total"), "author-state errors/s"),
+                Target(rate_of("moderator_author_state_errors_total"), "author-state errors/s"),
             ],
         ),
         8,
@@ -827,8 +543,8 @@ def policy() -> dict[str, Any]:
 
 def cache() -> dict[str, Any]:
     lay = Layout()
-    hits = _rate("moderator_cache_requests_total", f'{W}, result="hit"')
-    lookups = _rate("moderator_cache_requests_total", f'{W}, result=~"hit|miss|corrupt"')
+    hits = rate_of("moderator_cache_requests_total", f'{W}, result="hit"')
+    lookups = rate_of("moderator_cache_requests_total", f'{W}, result=~"hit|miss|corrupt"')
     hit_ratio = f"{hits} / {lookups}"
     lay.add(
         stat(
@@ -855,7 +571,7 @@ def cache() -> dict[str, Any]:
         stat(
             "Cache errors",
             "Failed Redis calls per second (each counts as misses; decisions carry on).",
-            _rate("moderator_cache_requests_total", f'{W}, result="error"'),
+            rate_of("moderator_cache_requests_total", f'{W}, result="error"'),
             "cps",
             [(None, "green"), (0.001, "red")],
         ),
@@ -889,7 +605,7 @@ def cache() -> dict[str, Any]:
             "Lookups by result",
             "hit, miss and corrupt are per image (corrupt: a value of the wrong size, "
             "treated as a miss); error is per failed Redis call.",
-            [Target(_rate("moderator_cache_requests_total", by="result"), "{{result}}")],
+            [Target(rate_of("moderator_cache_requests_total", by="result"), "{{result}}")],
             "cps",
         ),
         12,
