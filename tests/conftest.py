@@ -30,6 +30,10 @@ def redis_server() -> Iterator[LocalRedis]:
 
 @pytest.fixture()
 def isolated_settings(broker: LocalBroker, redis_server: LocalRedis) -> Settings:
+    return settings_for(broker, redis_server)
+
+
+def settings_for(broker: LocalBroker, redis_server: LocalRedis) -> Settings:
     """Settings pointing at the session's broker and Redis, with topics and group of its own."""
     tag = uuid.uuid4().hex[:10]
     return Settings(

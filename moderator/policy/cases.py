@@ -26,14 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from moderator.policy.engine import CompiledPolicy, PolicyResult
-from moderator.policy.errors import PolicyError
 from moderator.policy.inputs import AuthorCounters, PolicyInput
-from moderator.policy.loader import problem
+from moderator.policy.loader import read_document
 from moderator.schema.decision import Action
-from moderator.yamlfile import YamlFileError, load_located_yaml
 
 
 class _Strict(BaseModel):
@@ -107,18 +105,8 @@ class CasesReport:
 
 
 def load_cases(path: str | Path) -> CasesDocument:
-    file = Path(path)
-    try:
-        located = load_located_yaml(file)
-    except YamlFileError as exc:
-        raise PolicyError(str(exc)) from exc
-    if not isinstance(located.data, dict):
-        raise PolicyError(f"{file}:1:1: a cases file must be a mapping with a 'cases' list")
-    try:
-        return CasesDocument.model_validate(located.data)
-    except ValidationError as exc:
-        problems = [problem(located, item["loc"], item["msg"]) for item in exc.errors()]
-        raise PolicyError.from_problems(f"{file}: invalid cases", problems) from exc
+    document, _ = read_document(path, CasesDocument, "cases")
+    return document
 
 
 def policy_path_for(cases_path: Path, document: CasesDocument) -> Path | None:

@@ -11,9 +11,10 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from moderator.policy.banks import HashBank, HashBanks, HashListError, load_bank
 from moderator.policy.compiler import CompileEnv, ExpressionCompiler
@@ -26,22 +27,28 @@ from moderator.yamlfile import LocatedYaml, YamlFileError, load_located_yaml
 logger = logging.getLogger(__name__)
 
 Loc = Sequence[int | str]
+M = TypeVar("M", bound=BaseModel)
 
 
-def load_policy(path: str | Path) -> CompiledPolicy:
-    """Load, validate and compile a policy file; raises PolicyError naming file:line:column."""
+def read_document(path: str | Path, model: type[M], what: str) -> tuple[M, LocatedYaml]:
+    """A YAML mapping validated into `model`; errors name file:line:column and field."""
     file = Path(path)
     try:
         located = load_located_yaml(file)
     except YamlFileError as exc:
         raise PolicyError(str(exc)) from exc
     if not isinstance(located.data, dict):
-        raise PolicyError(f"{file}:1:1: a policy file must be a mapping")
+        raise PolicyError(f"{file}:1:1: a {what} file must be a mapping")
     try:
-        document = PolicyDocument.model_validate(located.data)
+        return model.model_validate(located.data), located
     except ValidationError as exc:
         problems = [problem(located, item["loc"], item["msg"]) for item in exc.errors()]
-        raise PolicyError.from_problems(f"{file}: invalid policy", problems) from exc
+        raise PolicyError.from_problems(f"{file}: invalid {what}", problems) from exc
+
+
+def load_policy(path: str | Path) -> CompiledPolicy:
+    """Load, validate and compile a policy file; raises PolicyError naming file:line:column."""
+    document, located = read_document(path, PolicyDocument, "policy")
     return compile_document(document, located)
 
 

@@ -21,7 +21,6 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,10 +30,9 @@ import orjson
 import pytest
 from kafka import TopicPartition
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 
 from moderator.cache import FeatureCache
-from moderator.config import KafkaSettings, RedisSettings, Settings, WorkerSettings
+from moderator.config import Settings, WorkerSettings
 from moderator.demo.collect import collect
 from moderator.demo.samples import SampleRecord
 from moderator.demo.stack import create_topics
@@ -42,6 +40,7 @@ from moderator.io import create_consumer, create_producer
 from moderator.local import LocalBroker, LocalRedis, free_port
 from moderator.policy import PolicyService, PolicyWatcher
 from moderator.serving import ScoreRequest, ScoreResponse
+from tests.conftest import settings_for
 from tests.integration.prometheus_server import PrometheusServer
 from tests.integration.test_worker_delivery import KeywordScorer, _produce
 from tests.paths import DEFAULT_POLICY, REPO
@@ -109,25 +108,11 @@ COUNTED = {
 
 
 def _settings(broker: LocalBroker, redis_server: LocalRedis, policy: Path) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            posts_topic=f"posts-{tag}",
-            decisions_topic=f"decisions-{tag}",
-            review_topic=f"review-{tag}",
-            dlq_topic=f"posts-{tag}.dlq",
-            group_id=f"moderator-{tag}",
-        ),
-        redis=RedisSettings(url=SecretStr(redis_server.url)),
-        worker=WorkerSettings(
-            metrics_port=None,
-            batch_size=16,
-            max_in_flight_batches=1,
-            log_decisions=True,
-        ),
-        policy_path=policy,
+    base = settings_for(broker, redis_server)
+    worker = WorkerSettings(
+        metrics_port=None, batch_size=16, max_in_flight_batches=1, log_decisions=True
     )
+    return base.model_copy(update={"worker": worker, "policy_path": policy})
 
 
 class _Capture(logging.Handler):
