@@ -7,10 +7,21 @@ so Helm can inject values over a mounted file.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from moderator.errors import ConfigError
@@ -77,13 +88,69 @@ class ServingSettings(_Section):
     )
 
 
+UrlScheme = Literal["https", "http"]
+
+
+class ImageUrlSettings(_Section):
+    """Fetching `image_url` posts. Off by default: a fetch is a request the poster aims."""
+
+    enabled: bool = Field(default=False, description="Fetch image_url posts (else dead-letter).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts to fetch from: exact names, or '*.example.com' for its subdomains.",
+    )
+    allowed_schemes: list[UrlScheme] = Field(
+        default_factory=lambda: list[UrlScheme](["https"]),
+        description="Add 'http' only for a trusted network.",
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="CIDRs exempt from the public-address rule (an internal image store).",
+    )
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0, description="Whole fetch, redirects included.")
+    max_redirects: int = Field(default=3, ge=0, le=10)
+    ca_file: Path | None = Field(default=None, description="Extra CA bundle for HTTPS hosts.")
+    concurrency: int = Field(default=16, ge=1, le=256, description="Fetches at once per worker.")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: list[str]) -> list[str]:
+        normalised = []
+        for host in (h.strip().lower().rstrip(".") for h in hosts):
+            if _is_ip_literal(host):
+                host = str(ipaddress.ip_address(host.strip("[]")))
+            elif not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name, an IP address or '*.domain'")
+            normalised.append(host)
+        return normalised
+
+    @model_validator(mode="after")
+    def _hosts_when_enabled(self) -> ImageUrlSettings:
+        if self.enabled and not self.allowed_hosts:
+            raise ValueError("allowed_hosts must name at least one host when enabled is true")
+        return self
+
+
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class DecodeLimits(_Section):
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # 7 MiB of image is ~9.3 MiB of base64: inside the 10 MiB message cap.
     max_image_bytes: int = Field(default=7 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     allowed_image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"])
-    allow_image_urls: bool = False
+    image_urls: ImageUrlSettings = Field(default_factory=lambda: ImageUrlSettings())
 
 
 class WorkerSettings(_Section):

@@ -32,6 +32,12 @@ class ReasonCode(StrEnum):
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
     IMAGE_CORRUPT = "image_corrupt"
     IMAGE_URL_DISABLED = "image_url_disabled"
+    # Scheme, host or redirect target outside limits.image_urls, or too many redirects.
+    IMAGE_URL_NOT_ALLOWED = "image_url_not_allowed"
+    # The host resolved to a private, loopback, link-local or reserved address (SSRF).
+    IMAGE_URL_PRIVATE_ADDRESS = "image_url_private_address"
+    # DNS failure, refused connection, timeout, TLS error or a non-200 answer.
+    IMAGE_FETCH_FAILED = "image_fetch_failed"
     # An unexpected error while decoding: a bug to report, dead-lettered so it cannot
     # block its partition as a poison pill.
     DECODER_ERROR = "decoder_error"

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -27,7 +27,7 @@ from moderator import metrics
 from moderator.cache import FeatureCache
 from moderator.config import Settings
 from moderator.errors import InvalidPostError, ReasonCode
-from moderator.ingest import decode_post
+from moderator.ingest import DecodedPost, ImageFetcher, load_image, parse_post
 from moderator.policy import CompiledPolicy, PolicyService, PolicySource
 from moderator.schema import Action, DeadLetter
 from workers.batch import Batch, Output, OutputKind
@@ -101,6 +101,18 @@ class ModerationWorker:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
         )
+        image_urls = settings.limits.image_urls
+        self._fetcher = (
+            ImageFetcher(image_urls, settings.limits.max_image_bytes)
+            if image_urls.enabled
+            else None
+        )
+        # Fetches run side by side so one slow host costs a batch one timeout, not one each.
+        self._fetch_pool = (
+            ThreadPoolExecutor(max_workers=image_urls.concurrency, thread_name_prefix="fetch")
+            if self._fetcher is not None
+            else None
+        )
         self._last_commit = 0.0
         self.telemetry = WorkerTelemetry(consumer, self.info.model_version)
         self.running = False
@@ -131,6 +143,8 @@ class ModerationWorker:
             self.in_flight.clear()  # empty after drain(); abandoned (uncommitted) after an error
             self.health.set_ready(False)
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._fetch_pool is not None:
+                self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         logger.info(
             "worker stopped: %s decided, %s dead-lettered, %s pauses, %s rebalances",
             self.stats.decided,
@@ -149,9 +163,11 @@ class ModerationWorker:
         batch = Batch(records=records, valid=[])
         for record in records:
             self.tracker.started(TopicPartition(record.topic, record.partition), record.offset)
-            error = self._decode_into(batch, record)
-            if error is not None:
-                batch.outputs.append(self._dead_letter(record, error))
+        for record, outcome in self._decode_all(records):
+            if isinstance(outcome, InvalidPostError):
+                batch.outputs.append(self._dead_letter(record, outcome))
+            else:
+                batch.valid.append(ValidPost(record, outcome))
         decoded = time.perf_counter()
         batch.decode_ms = (decoded - started) * 1000
         metrics.STAGE_SECONDS.labels(stage="decode").observe(decoded - started)
@@ -172,22 +188,32 @@ class ModerationWorker:
         metrics.IN_FLIGHT_RECORDS.set(self._records_in_flight())
         return batch
 
-    def _decode_into(self, batch: Batch, record: ConsumerRecord) -> InvalidPostError | None:
-        try:
-            batch.valid.append(
-                ValidPost(
-                    record, decode_post(record.value, self.settings.limits, self.info.image_size)
-                )
-            )
-        except InvalidPostError as exc:
-            return exc
-        except Exception as exc:
-            # A decoder bug must not become a poison pill that blocks the partition.
-            logger.exception(
-                "decoder failed on %s-%s@%s", record.topic, record.partition, record.offset
-            )
-            return InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")
-        return None
+    def _decode_all(
+        self, records: list[ConsumerRecord]
+    ) -> list[tuple[ConsumerRecord, DecodedPost | InvalidPostError]]:
+        """Decode in record order; image_url posts are fetched on the fetch pool meanwhile."""
+        limits, size = self.settings.limits, self.info.image_size
+        staged: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError | Future[DecodedPost]]]
+        staged = []
+        for record in records:
+            try:
+                post = parse_post(record.value, limits)
+                if post.image_url is not None and self._fetch_pool is not None:
+                    future = self._fetch_pool.submit(load_image, post, limits, size, self._fetcher)
+                    staged.append((record, future))
+                else:
+                    staged.append((record, load_image(post, limits, size)))
+            except Exception as exc:
+                staged.append((record, _as_invalid(record, exc)))
+        decoded: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError]] = []
+        for record, outcome in staged:
+            if isinstance(outcome, Future):
+                try:
+                    outcome = outcome.result()
+                except Exception as exc:
+                    outcome = _as_invalid(record, exc)
+            decoded.append((record, outcome))
+        return decoded
 
     def advance(self) -> None:
         """Produce decisions for scored batches; retire batches whose outputs are all acked."""
@@ -342,3 +368,17 @@ class ModerationWorker:
             # The group moved on (rebalance): these records will be re-delivered. Allowed.
             metrics.COMMITS.labels(outcome="failed").inc()
             logger.warning("offset commit failed, records will be re-delivered: %s", exc)
+
+
+def _as_invalid(record: ConsumerRecord, exc: Exception) -> InvalidPostError:
+    if isinstance(exc, InvalidPostError):
+        return exc
+    # A decoder bug must not become a poison pill that blocks the partition.
+    logger.error(
+        "decoder failed on %s-%s@%s",
+        record.topic,
+        record.partition,
+        record.offset,
+        exc_info=exc,
+    )
+    return InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from moderator.config import DecodeLimits
 from moderator.errors import InvalidPostError, ReasonCode
 from moderator.ingest.image import decode_image
+from moderator.ingest.url_fetch import ImageFetcher
 from moderator.schema.post import POST_SCHEMA_VERSION, Post
 
 
@@ -24,16 +25,38 @@ class DecodedPost:
     image_sha256: str | None
 
 
-def decode_post(value: bytes | None, limits: DecodeLimits, image_size: int) -> DecodedPost:
+def decode_post(
+    value: bytes | None,
+    limits: DecodeLimits,
+    image_size: int,
+    fetcher: ImageFetcher | None = None,
+) -> DecodedPost:
     """Validate one record value; raises InvalidPostError with the reason code."""
-    post = parse_post(value, limits)
-    if post.image_url is not None and not limits.allow_image_urls:
-        raise InvalidPostError(
-            ReasonCode.IMAGE_URL_DISABLED, "image_url given but URL fetching is disabled"
-        )
-    if post.image_b64 is None:
+    return load_image(parse_post(value, limits), limits, image_size, fetcher)
+
+
+def load_image(
+    post: Post, limits: DecodeLimits, image_size: int, fetcher: ImageFetcher | None = None
+) -> DecodedPost:
+    """Decode a parsed post's image (fetching image_url posts when `fetcher` is given)."""
+    if post.image_url is not None:
+        if fetcher is None:
+            raise InvalidPostError(
+                ReasonCode.IMAGE_URL_DISABLED, "image_url given but URL fetching is disabled"
+            )
+        image_bytes = fetcher.fetch(post.image_url)
+    elif post.image_b64 is None:
         return DecodedPost(post=post, pixels=None, image_sha256=None)
-    decoded_size = len(post.image_b64) * 3 // 4
+    else:
+        image_bytes = _base64_image(post.image_b64, limits)
+    pixels = decode_image(image_bytes, limits, image_size)
+    return DecodedPost(
+        post=post, pixels=pixels, image_sha256=hashlib.sha256(image_bytes).hexdigest()
+    )
+
+
+def _base64_image(image_b64: str, limits: DecodeLimits) -> bytes:
+    decoded_size = len(image_b64) * 3 // 4
     if decoded_size > limits.max_image_bytes:
         # Refuse before decoding: no point allocating the bytes of an image we won't read.
         raise InvalidPostError(
@@ -41,13 +64,9 @@ def decode_post(value: bytes | None, limits: DecodeLimits, image_size: int) -> D
             f"image is ~{decoded_size} bytes, limit {limits.max_image_bytes}",
         )
     try:
-        image_bytes = base64.b64decode(post.image_b64, validate=True)
+        return base64.b64decode(image_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidPostError(ReasonCode.BAD_BASE64, f"image_b64 is not base64: {exc}") from exc
-    pixels = decode_image(image_bytes, limits, image_size)
-    return DecodedPost(
-        post=post, pixels=pixels, image_sha256=hashlib.sha256(image_bytes).hexdigest()
-    )
 
 
 def parse_post(value: bytes | None, limits: DecodeLimits) -> Post:

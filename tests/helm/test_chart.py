@@ -151,6 +151,7 @@ def test_settings_file_loads_in_the_worker(
         monkeypatch.setenv(variable, value)
 
     settings = load_settings(settings_file)
+    assert settings.limits.image_urls.enabled == (name == "gpu-production")
 
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     assert str(settings.policy_path.parent) in mounts
@@ -267,7 +268,8 @@ def test_policies_config_map_carries_the_repository_policy(
     assert data["default.yaml"] == (REPO / "policies" / "default.yaml").read_text()
     # Lay the files out as the worker's volume items do, then load the policy from there.
     volume = next(
-        v for v in one(rendered["minimal"], "Deployment", "")["spec"]["template"]["spec"]["volumes"]
+        v
+        for v in one(rendered["minimal"], "Deployment", "")["spec"]["template"]["spec"]["volumes"]
         if v["name"] == "policies"
     )
     for item in volume["configMap"]["items"]:
@@ -311,6 +313,7 @@ SCHEMA_REJECTED = {
     "TLS secret, no TLS": (["kafka.tls.caSecret=ca"], "/kafka/securityProtocol"),
     "GPU replicas, no GPU pods": (["serving.classifier.numGpus=1"], "/serving/classifier/numGpus"),
     "no Ray at all": (["ray.enabled=false"], "/serving/rayAddress"),
+    "URL fetching, no hosts": (["limits.imageUrls.enabled=true"], "/limits/imageUrls/allowedHosts"),
 }
 # Template checks (`fail`): template and install refuse; lint only logs the message.
 TEMPLATE_REJECTED = {

@@ -17,9 +17,19 @@ from workers.decisions import ValidPost, make_decisions
 
 def _record(offset: int) -> ConsumerRecord:
     return ConsumerRecord(
-        topic="posts", partition=2, leader_epoch=0, offset=offset, timestamp=1_700_000_000_000,
-        timestamp_type=0, key=b"k", value=b"{}", headers=[], checksum=None,
-        serialized_key_size=1, serialized_value_size=2, serialized_header_size=0,
+        topic="posts",
+        partition=2,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=1_700_000_000_000,
+        timestamp_type=0,
+        key=b"k",
+        value=b"{}",
+        headers=[],
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=2,
+        serialized_header_size=0,
     )
 
 
@@ -27,11 +37,16 @@ def test_constructed_decisions_validate_and_serialise_like_validated_ones() -> N
     policy = PolicyService(load_policy(DEFAULT_POLICY))
     categories = list(policy.policy.categories)
     posts = [
-        ValidPost(_record(i), DecodedPost(
-            post=Post(post_id=f"p{i}", author_id="a", created_at=datetime.now(UTC),
-                      caption=caption),
-            pixels=None, image_sha256=None,
-        ))
+        ValidPost(
+            _record(i),
+            DecodedPost(
+                post=Post(
+                    post_id=f"p{i}", author_id="a", created_at=datetime.now(UTC), caption=caption
+                ),
+                pixels=None,
+                image_sha256=None,
+            ),
+        )
         for i, caption in enumerate(["nice day", "I will kill you"])
     ]
     scores = np.zeros((2, len(categories)), dtype=np.float32)
