@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -334,3 +335,34 @@ rules:
         load_policy(write(tmp_path, text))
     assert len(caught.value.problems) == 2
     assert [p.line for p in caught.value.problems] == [6, 9]
+
+
+INJECTIONS = [
+    # String literals reach the generated Python only through repr().
+    r'''post.caption == "\"); __import__('os').system('touch PWNED') #"''',
+    r"""post.caption.startsWith("'''; __import__('os').system('touch PWNED'); '''")""",
+    r'''post.caption == """\n__import__('os').system('touch PWNED')\n"""''',
+]
+
+
+@pytest.mark.parametrize("when", INJECTIONS)
+def test_policy_text_cannot_run_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = load_policy(write(tmp_path, HEADER + "rules:\n" + _yaml_rule(when)))
+    decide(policy, caption="\"); __import__('os').system('touch PWNED') #")
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["__import__('os')", "post.__class__", "scores.__dict__", "exec('1')", "getattr(post, 'x')"],
+)
+def test_python_names_are_unknown_to_policies(tmp_path: Path, when: str) -> None:
+    with pytest.raises(PolicyError):
+        load_policy(write(tmp_path, HEADER + "rules:\n" + _yaml_rule(when)))
+
+
+def _yaml_rule(when: str) -> str:
+    return f"  - id: r\n    when: {json.dumps(when)}\n    action: block\n"
