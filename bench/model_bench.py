@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from moderator.model import load_model
+from moderator.model.base import score_captions
 from moderator.model.inference import PRECISIONS, InferenceOptions
 from moderator.training.dataset import PRESETS, read_dataset, sample_indices, split_indices
 from moderator.training.metrics import auroc
@@ -55,11 +56,11 @@ def measure(
     image_s = time.perf_counter() - started
     no_image = np.zeros((len(captions), model.image_embedding_dim), np.float32)
     flags = np.zeros(len(captions), bool)
-    model.score(captions[:8], no_image[:8], flags[:8])
+    score_captions(model, captions[:8], no_image[:8], flags[:8])
     started = time.perf_counter()
     scores = np.concatenate(
         [
-            model.score(captions[i : i + 64], no_image[i : i + 64], flags[i : i + 64])
+            score_captions(model, captions[i : i + 64], no_image[i : i + 64], flags[i : i + 64])
             for i in range(0, len(captions), 64)
         ]
     )

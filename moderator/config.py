@@ -35,6 +35,9 @@ class _Section(BaseModel):
 
 
 class KafkaSettings(_Section):
+    # Errors never echo the input: this section holds secrets.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     bootstrap_servers: str | None = Field(
         default=None, description="host:port[,host:port]; unset → the demo starts a local broker."
     )
@@ -60,14 +63,60 @@ class KafkaSettings(_Section):
     # 20 ms made the 2-core bench worse: the fetch loop then competes with the model for CPU.
     fetch_max_wait_ms: int = Field(default=500, ge=0)
 
+    @model_validator(mode="after")
+    def _security_settings_match_protocol(self) -> KafkaSettings:
+        # A setting the protocol would ignore is refused: SASL credentials with PLAINTEXT would
+        # otherwise connect unauthenticated and unencrypted without a word.
+        protocol = self.security_protocol
+        if not protocol.startswith("SASL_"):
+            sasl = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is not None
+            ]
+            if sasl:
+                raise ValueError(
+                    f"{', '.join(sasl)} set but security_protocol is {protocol}: SASL settings "
+                    "are used only with SASL_PLAINTEXT or SASL_SSL"
+                )
+        if not protocol.endswith("SSL"):
+            tls = [
+                name
+                for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+                if getattr(self, name) is not None
+            ]
+            if tls:
+                raise ValueError(
+                    f"{', '.join(tls)} set but security_protocol is {protocol}: TLS files are "
+                    "used only with SSL or SASL_SSL"
+                )
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile set without ssl_certfile (the client certificate)")
+        return self
+
 
 class RedisSettings(_Section):
+    # Errors never echo the input: this section holds secrets.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     url: SecretStr | None = Field(
         default=None, description="redis:// or rediss:// URL; unset → the demo starts a local one."
     )
     feature_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     enabled: bool = True
     socket_timeout_s: float = Field(default=0.05, gt=0)
+    ssl_ca_certs: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that signed the rediss:// server's certificate; unset → "
+        "the system CAs.",
+    )
+
+    @model_validator(mode="after")
+    def _ca_only_with_tls(self) -> RedisSettings:
+        url = self.url.get_secret_value() if self.url is not None else None
+        if self.ssl_ca_certs is not None and url is not None and not url.startswith("rediss://"):
+            raise ValueError("ssl_ca_certs set but url is not a rediss:// (TLS) URL")
+        return self
 
 
 class ServingSettings(_Section):
@@ -173,8 +222,13 @@ class WorkerSettings(_Section):
 
 
 class Settings(BaseSettings):
+    # hide_input_in_errors: a section-level error would otherwise print the whole section,
+    # SASL password and Redis URL included, into the "invalid settings" message.
     model_config = SettingsConfigDict(
-        env_prefix="MODERATOR_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="MODERATOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

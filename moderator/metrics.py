@@ -26,6 +26,7 @@ _LATENCY_BUCKETS = (
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 STAGES = ("decode", "cache", "inference", "policy", "produce")
+CACHE_KINDS = ("image", "text")
 CACHE_RESULTS = ("hit", "miss", "corrupt", "error")
 RELOAD_OUTCOMES = ("ok", "invalid")
 COMMIT_OUTCOMES = ("ok", "failed")
@@ -86,8 +87,9 @@ COMMITS = Counter("moderator_offset_commits_total", "Offset commits by outcome."
 # -- feature cache -------------------------------------------------------------------------
 CACHE_REQUESTS = Counter(
     "moderator_cache_requests_total",
-    "Feature cache lookups by result: hit, miss, corrupt per image; error per failed call.",
-    ["result"],
+    "Feature cache lookups by kind (image, text) and result: hit, miss, corrupt per "
+    "embedding; error per failed Redis call and kind it carried.",
+    ["kind", "result"],
 )
 CACHE_AVAILABLE = Gauge("moderator_cache_available", "1 while Redis answers, 0 while it does not.")
 
@@ -125,8 +127,9 @@ def _declare() -> None:
         DEAD_LETTERS.labels(reason=reason.value)
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
-    for result in CACHE_RESULTS:
-        CACHE_REQUESTS.labels(result=result)
+    for kind in CACHE_KINDS:
+        for result in CACHE_RESULTS:
+            CACHE_REQUESTS.labels(kind=kind, result=result)
     for outcome in RELOAD_OUTCOMES:
         POLICY_RELOADS.labels(outcome=outcome)
     for outcome in COMMIT_OUTCOMES:

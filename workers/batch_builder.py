@@ -1,60 +1,115 @@
-"""Decoded posts → one ScoreRequest, using the feature cache and deduplicating images."""
+"""Decoded posts → one ScoreRequest, using the feature cache and deduplicating within the batch.
+
+Images are keyed by the sha256 of their bytes, captions by the sha256 of their normalised
+text; the model encodes the normalised caption, so a cached embedding is exactly what it
+would compute for that key. One cache read covers both kinds.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from moderator.cache import FeatureCache
+from moderator.cache import FeatureCache, FeatureKind, caption_digest, normalise_caption
 from moderator.ingest import DecodedPost
-from moderator.serving.messages import NO_IMAGE, ScoreRequest
+from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(slots=True)
 class BuiltRequest:
     request: ScoreRequest
-    encode_hashes: list[str]  # sha256 of each image in request.pixels, in order
-    cache_hit_rows: set[int]
+    image_hashes: list[str]  # sha256 of each image in request.pixels, in order
+    text_hashes: list[str]  # caption_digest of each caption in request.texts, in order
+    cache_hits: list[list[str]]  # per row: the kinds whose embedding came from the cache
+
+
+@dataclass(slots=True)
+class _Table:
+    """One feature table: distinct keys to encode first, then the cached ones."""
+
+    to_encode: list[str]
+    cached: list[str]
+    index: dict[str, int]
+
+    @classmethod
+    def build(cls, digests: list[str], hits: dict[str, np.ndarray]) -> _Table:
+        to_encode = [d for d in digests if d not in hits]
+        cached = [d for d in digests if d in hits]
+        return cls(to_encode, cached, {d: i for i, d in enumerate(to_encode + cached)})
 
 
 def build_request(
-    posts: Sequence[DecodedPost], cache: FeatureCache | None, image_size: int, dim: int
+    posts: Sequence[DecodedPost],
+    cache: FeatureCache | None,
+    image_size: int,
+    image_dim: int,
+    text_dim: int,
 ) -> BuiltRequest:
-    hashes = list(dict.fromkeys(p.image_sha256 for p in posts if p.image_sha256 is not None))
-    cached = cache.get_many(hashes) if cache is not None else {}
-    to_encode = [h for h in hashes if h not in cached]
-    cached_order = [h for h in hashes if h in cached]
-    table_index = {h: i for i, h in enumerate(to_encode + cached_order)}
+    image_keys = [p.image_sha256 if p.pixels is not None else None for p in posts]
+    captions = [normalise_caption(p.post.caption) for p in posts]
+    text_keys = [caption_digest(c) if c else None for c in captions]
+    wanted: dict[FeatureKind, list[str]] = {
+        "image": _distinct(image_keys),
+        "text": _distinct(text_keys),
+    }
+    hits = cache.get_many(wanted) if cache is not None else {}
+    image_hits, text_hits = hits.get("image", {}), hits.get("text", {})
+    images = _Table.build(wanted["image"], image_hits)
+    texts = _Table.build(wanted["text"], text_hits)
 
     first_pixels: dict[str, np.ndarray] = {}
+    first_caption: dict[str, str] = {}
     image_index: list[int] = []
-    hit_rows: set[int] = set()
-    for row, post in enumerate(posts):
-        sha = post.image_sha256
-        if sha is None or post.pixels is None:
+    caption_index: list[int] = []
+    cache_hits: list[list[str]] = []
+    for post, image_key, caption, text_key in zip(
+        posts, image_keys, captions, text_keys, strict=True
+    ):
+        row_hits = []
+        if image_key is None or post.pixels is None:
             image_index.append(NO_IMAGE)
-            continue
-        first_pixels.setdefault(sha, post.pixels)
-        image_index.append(table_index[sha])
-        if sha in cached:
-            hit_rows.add(row)
+        else:
+            first_pixels.setdefault(image_key, post.pixels)
+            image_index.append(images.index[image_key])
+            if image_key in image_hits:
+                row_hits.append("image")
+        if text_key is None:
+            caption_index.append(NO_TEXT)
+        else:
+            first_caption.setdefault(text_key, caption)
+            caption_index.append(texts.index[text_key])
+            if text_key in text_hits:
+                row_hits.append("text")
+        cache_hits.append(row_hits)
 
-    pixels = (
-        np.stack([first_pixels[h] for h in to_encode])
-        if to_encode
-        else np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
-    )
-    embeddings = (
-        np.stack([cached[h] for h in cached_order])
-        if cached_order
-        else np.zeros((0, dim), dtype=np.float32)
-    )
     request = ScoreRequest(
-        captions=[p.post.caption for p in posts],
         image_index=image_index,
-        pixels=pixels,
-        cached_embeddings=embeddings,
+        pixels=_stack(
+            [first_pixels[k] for k in images.to_encode], (image_size, image_size, 3), np.uint8
+        ),
+        cached_image_embeddings=_stack([image_hits[k] for k in images.cached], (image_dim,)),
+        caption_index=caption_index,
+        texts=[first_caption[k] for k in texts.to_encode],
+        cached_text_embeddings=_stack([text_hits[k] for k in texts.cached], (text_dim,)),
     )
-    return BuiltRequest(request=request, encode_hashes=to_encode, cache_hit_rows=hit_rows)
+    return BuiltRequest(
+        request=request,
+        image_hashes=images.to_encode,
+        text_hashes=texts.to_encode,
+        cache_hits=cache_hits,
+    )
+
+
+def _distinct(keys: Sequence[K | None]) -> list[K]:
+    return list(dict.fromkeys(k for k in keys if k is not None))
+
+
+def _stack(
+    arrays: list[np.ndarray], shape: tuple[int, ...], dtype: type = np.float32
+) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype=dtype)

@@ -21,7 +21,7 @@ class ValidPost:
 def make_decisions(
     valid: list[ValidPost],
     response: ScoreResponse,
-    cache_hit_rows: set[int],
+    cache_hits: list[list[str]],
     policy: PolicyService,
     timings_ms: dict[str, float],
 ) -> list[Decision]:
@@ -45,7 +45,7 @@ def make_decisions(
                 shadow_rules=result.shadow_rules,
                 policy_version=result.policy_version,
                 model_version=response.model_version,
-                cache_hits=["image"] if row in cache_hit_rows else [],
+                cache_hits=list(cache_hits[row]),
                 timings_ms=dict(timings_ms),
                 source=SourceRef(
                     topic=item.record.topic,

@@ -50,6 +50,7 @@ def build_policy_service(settings: Settings) -> PolicyService:
         authors = RedisAuthorStore.from_url(
             settings.redis.url.get_secret_value(),
             socket_timeout_s=settings.redis.socket_timeout_s,
+            ssl_ca_certs=settings.redis.ssl_ca_certs,
         )
     return PolicyService(source, authors)
 
@@ -77,9 +78,10 @@ def run_worker(
         cache = FeatureCache.from_url(
             settings.redis.url.get_secret_value(),
             info.model_version,
-            info.image_embedding_dim,
+            {"image": info.image_embedding_dim, "text": info.text_embedding_dim},
             settings.redis.feature_ttl_s,
             settings.redis.socket_timeout_s,
+            ssl_ca_certs=settings.redis.ssl_ca_certs,
         )
     consumer = create_consumer(settings.kafka)
     producer = create_producer(settings.kafka)

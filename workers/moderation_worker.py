@@ -177,6 +177,7 @@ class ModerationWorker:
                 self.cache,
                 self.info.image_size,
                 self.info.image_embedding_dim,
+                self.info.text_embedding_dim,
             )
             batch.cache_ms = (time.perf_counter() - decoded) * 1000
             metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
@@ -249,8 +250,14 @@ class ModerationWorker:
         inference_ms = (scored - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
         metrics.STAGE_SECONDS.labels(stage="inference").observe(max(inference_ms, 0) / 1000)
         if self.cache is not None:
+            built = batch.built
             self.cache.put_many(
-                dict(zip(batch.built.encode_hashes, response.new_embeddings, strict=True))
+                {
+                    "image": dict(
+                        zip(built.image_hashes, response.new_image_embeddings, strict=True)
+                    ),
+                    "text": dict(zip(built.text_hashes, response.new_text_embeddings, strict=True)),
+                }
             )
         timings = {
             "decode": round(batch.decode_ms, 3),
@@ -260,7 +267,7 @@ class ModerationWorker:
             "model": round(response.encode_ms + response.score_ms, 3),
         }
         decisions = make_decisions(
-            batch.valid, response, batch.built.cache_hit_rows, self.policy, timings
+            batch.valid, response, batch.built.cache_hits, self.policy, timings
         )
         policy_s = time.perf_counter() - scored
         metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)

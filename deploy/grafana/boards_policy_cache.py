@@ -149,10 +149,14 @@ def cache() -> dict[str, Any]:
     hits = rate_of("moderator_cache_requests_total", f'{W}, result="hit"')
     lookups = rate_of("moderator_cache_requests_total", f'{W}, result=~"hit|miss|corrupt"')
     hit_ratio = f"{hits} / {lookups}"
+    metric = "moderator_cache_requests_total"
+    hits_by_kind = rate_of(metric, f'{W}, result="hit"', by="kind")
+    lookups_by_kind = rate_of(metric, f'{W}, result=~"hit|miss|corrupt"', by="kind")
+    hit_ratio_by_kind = f"{hits_by_kind} / {lookups_by_kind}"
     lay.add(
         stat(
             "Hit ratio",
-            "Images found in the feature cache / images looked up.",
+            "Embeddings (images and captions) found in the feature cache / looked up.",
             hit_ratio,
             "percentunit",
         ),
@@ -196,8 +200,9 @@ def cache() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Hit ratio over time",
-            "Reposted images hit; new images miss and are stored after scoring.",
-            [Target(hit_ratio, "hit ratio")],
+            "Per kind: reposted images and repeated captions hit; new ones miss and are "
+            "stored after scoring.",
+            [Target(hit_ratio_by_kind, "{{kind}}")],
             "percentunit",
         ),
         12,
@@ -206,9 +211,15 @@ def cache() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Lookups by result",
-            "hit, miss and corrupt are per image (corrupt: a value of the wrong size, "
-            "treated as a miss); error is per failed Redis call.",
-            [Target(rate_of("moderator_cache_requests_total", by="result"), "{{result}}")],
+            "hit, miss and corrupt are per image or caption embedding (corrupt: a value of "
+            "the wrong size or not finite, treated as a miss); error is per failed Redis "
+            "call and kind it carried.",
+            [
+                Target(
+                    rate_of("moderator_cache_requests_total", by="kind, result"),
+                    "{{kind}} {{result}}",
+                )
+            ],
             "cps",
         ),
         12,

@@ -123,7 +123,9 @@ class NoopScorer:
         self.categories = categories
 
     def info(self) -> ModelInfo:
-        return ModelInfo("noop", self.categories, image_size=224, image_embedding_dim=8)
+        return ModelInfo(
+            "noop", self.categories, image_size=224, image_embedding_dim=8, text_embedding_dim=8
+        )
 
     def score(self, request: ScoreRequest) -> ScoreResponse:
         scores = np.zeros((len(request), len(self.categories)), dtype=np.float32)
@@ -131,9 +133,11 @@ class NoopScorer:
             "noop",
             self.categories,
             scores,
-            np.zeros((len(request.pixels), 8), np.float32),
-            0.0,
-            0.0,
+            new_image_embeddings=np.zeros((len(request.pixels), 8), np.float32),
+            new_text_embeddings=np.zeros((len(request.texts), 8), np.float32),
+            image_encode_ms=0.0,
+            text_encode_ms=0.0,
+            score_ms=0.0,
         )
 
 

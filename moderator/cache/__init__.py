@@ -1,5 +1,11 @@
 """Redis cache of feature extractions, keyed by content hash and model version."""
 
-from moderator.cache.features import FeatureCache
+from moderator.cache.features import (
+    KINDS,
+    FeatureCache,
+    FeatureKind,
+    caption_digest,
+    normalise_caption,
+)
 
-__all__ = ["FeatureCache"]
+__all__ = ["KINDS", "FeatureCache", "FeatureKind", "caption_digest", "normalise_caption"]

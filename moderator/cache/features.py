@@ -1,13 +1,21 @@
-"""Image embeddings in Redis: reposted images skip the image encoder.
+"""Image and caption embeddings in Redis: reposts skip the encoders.
 
-The cache is an optimisation, never a dependency: any Redis error counts as a
-miss, is logged once per outage, and decisions carry on without it.
+Keys name the model version, the kind ("image", "text") and a content hash: sha256 of the
+image bytes, or of the normalised caption's UTF-8. Values are little-endian float32 vectors,
+checked for size and finiteness on the way in and out. The cache is an optimisation, never
+a dependency: any Redis error counts as a miss, is logged once per outage, and decisions
+carry on without it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import redis
@@ -18,77 +26,130 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "moderator:feat:v1"
 
+FeatureKind = Literal["image", "text"]
+KINDS: tuple[FeatureKind, ...] = ("image", "text")
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise_caption(caption: str) -> str:
+    """Unicode NFC, whitespace runs collapsed to one space, ends stripped: the text the model
+    encodes and the cache keys, so captions differing only in those ways share an embedding."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", caption)).strip()
+
+
+def caption_digest(normalised: str) -> str:
+    """sha256 hex of a normalised caption's UTF-8: its content hash in text cache keys."""
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
 
 class FeatureCache:
-    def __init__(self, client: redis.Redis, model_version: str, dim: int, ttl_s: int) -> None:
+    """Embeddings of both kinds, one Redis round trip per batch for reads and one for writes."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        model_version: str,
+        dims: Mapping[FeatureKind, int],
+        ttl_s: int,
+    ) -> None:
         self.client = client
         self.model_version = model_version
-        self.dim = dim
+        self.dims: dict[FeatureKind, int] = {kind: dims[kind] for kind in KINDS}
         self.ttl_s = ttl_s
         self._available = True
 
     @classmethod
     def from_url(
-        cls, url: str, model_version: str, dim: int, ttl_s: int, socket_timeout_s: float
+        cls,
+        url: str,
+        model_version: str,
+        dims: Mapping[FeatureKind, int],
+        ttl_s: int,
+        socket_timeout_s: float,
+        ssl_ca_certs: Path | None = None,
     ) -> FeatureCache:
+        """`ssl_ca_certs`: CA bundle for a rediss:// server (RedisSettings.ssl_ca_certs)."""
+        # Only for TLS: a plain redis:// connection refuses an ssl_* argument.
+        tls: dict[str, Any] = {"ssl_ca_certs": str(ssl_ca_certs)} if ssl_ca_certs else {}
         client = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, **tls
         )
-        return cls(client, model_version, dim, ttl_s)
+        return cls(client, model_version, dims, ttl_s)
 
-    def key(self, sha256: str) -> str:
-        return f"{KEY_PREFIX}:{self.model_version}:image:{sha256}"
+    def key(self, kind: FeatureKind, digest: str) -> str:
+        return f"{KEY_PREFIX}:{self.model_version}:{kind}:{digest}"
 
-    def get_many(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Valid cached embeddings for the hashes that have one."""
-        if not hashes:
-            return {}
+    def get_many(
+        self, wanted: Mapping[FeatureKind, Sequence[str]]
+    ) -> dict[FeatureKind, dict[str, np.ndarray]]:
+        """Valid cached embeddings, per kind, for the content hashes that have one."""
+        found: dict[FeatureKind, dict[str, np.ndarray]] = {kind: {} for kind in wanted}
+        lookups = [(kind, digest) for kind, digests in wanted.items() for digest in digests]
+        if not lookups:
+            return found
         try:
-            values = self.client.mget([self.key(h) for h in hashes])
+            values = self.client.mget([self.key(kind, digest) for kind, digest in lookups])
         except redis.RedisError as exc:
-            self._mark_down(exc)
-            return {}
+            self._mark_down(exc, {kind for kind, _ in lookups})
+            return found
         self._mark_up()
-        found: dict[str, np.ndarray] = {}
-        for sha, raw in zip(hashes, values, strict=True):
+        for (kind, digest), raw in zip(lookups, values, strict=True):
             if raw is None:
-                metrics.CACHE_REQUESTS.labels(result="miss").inc()
+                metrics.CACHE_REQUESTS.labels(kind=kind, result="miss").inc()
                 continue
-            vector = self._decode(raw)
+            vector = self._decode(kind, raw)
             if vector is None:
-                metrics.CACHE_REQUESTS.labels(result="corrupt").inc()
+                metrics.CACHE_REQUESTS.labels(kind=kind, result="corrupt").inc()
                 continue
-            metrics.CACHE_REQUESTS.labels(result="hit").inc()
-            found[sha] = vector
+            metrics.CACHE_REQUESTS.labels(kind=kind, result="hit").inc()
+            found[kind][digest] = vector
         return found
 
-    def put_many(self, embeddings: Mapping[str, np.ndarray]) -> None:
-        if not embeddings:
+    def put_many(self, embeddings: Mapping[FeatureKind, Mapping[str, np.ndarray]]) -> None:
+        """Store embeddings with the shared TTL; a vector get_many would reject is skipped."""
+        items = [
+            (kind, digest, vector)
+            for kind, vectors in embeddings.items()
+            for digest, vector in vectors.items()
+            if self._valid(kind, vector)
+        ]
+        if not items:
             return
         try:
             pipe = self.client.pipeline(transaction=False)
-            for sha, vector in embeddings.items():
-                pipe.set(self.key(sha), np.asarray(vector, dtype="<f4").tobytes(), ex=self.ttl_s)
+            for kind, digest, vector in items:
+                value = np.asarray(vector, dtype="<f4").tobytes()
+                pipe.set(self.key(kind, digest), value, ex=self.ttl_s)
             pipe.execute()
         except redis.RedisError as exc:
-            self._mark_down(exc)
+            self._mark_down(exc, {kind for kind, _, _ in items})
             return
         self._mark_up()
 
-    def _decode(self, raw: bytes) -> np.ndarray | None:
+    def _valid(self, kind: FeatureKind, vector: np.ndarray) -> bool:
+        dim = self.dims[kind]
+        ok = vector.shape == (dim,) and vector.dtype.kind == "f" and bool(np.isfinite(vector).all())
+        if not ok:
+            logger.warning("not caching a %s embedding of %s %s", kind, vector.dtype, vector.shape)
+        return ok
+
+    def _decode(self, kind: FeatureKind, raw: bytes) -> np.ndarray | None:
         # A value of the wrong size or with NaNs is treated as a miss and overwritten later.
-        if len(raw) != self.dim * 4:
+        if len(raw) != self.dims[kind] * 4:
             return None
         vector = np.frombuffer(raw, dtype="<f4")
         if not np.isfinite(vector).all():
             return None
         return vector.astype(np.float32)
 
-    def _mark_down(self, exc: Exception) -> None:
-        metrics.CACHE_REQUESTS.labels(result="error").inc()
+    def _mark_down(self, exc: Exception, kinds: set[FeatureKind]) -> None:
+        # One error per failed call for each kind it carried.
+        for kind in sorted(kinds):
+            metrics.CACHE_REQUESTS.labels(kind=kind, result="error").inc()
         metrics.CACHE_AVAILABLE.set(0)
         if self._available:
-            logger.warning("feature cache unavailable, deciding without it: %s", exc)
+            logger.warning("feature cache unavailable, deciding without it: %s", redis_error(exc))
         self._available = False
 
     def _mark_up(self) -> None:
@@ -96,3 +157,11 @@ class FeatureCache:
         if not self._available:
             logger.info("feature cache available again")
         self._available = True
+
+
+def redis_error(exc: Exception) -> str:
+    """An error for a log line. AUTH failures say so: Redis' own text for a missing password
+    is about HELLO."""
+    if isinstance(exc, redis.AuthenticationError):
+        return f"Redis refused the credentials in redis.url (AUTH): {exc}"
+    return str(exc)

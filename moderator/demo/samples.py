@@ -158,11 +158,18 @@ def sample_stream(
     harmful_share: float = 0.1,
     malformed_share: float = 0.03,
     run_id: str = "demo",
+    exact_reposts: bool = False,
 ) -> list[SampleRecord]:
-    """`count` records in a fixed order; the same seed gives the same bytes."""
+    """`count` records in a fixed order; the same seed gives the same bytes.
+
+    With exact_reposts, each original post's caption is its own (the pool caption tagged
+    with the post id) and a repost copies its original's image and caption, so only
+    reposts repeat features (the benchmark's streams).
+    """
     rng = random.Random(seed)
     now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     images: list[bytes] = []
+    caption_of: dict[bytes, str] = {}
     records: list[SampleRecord] = []
     malformed = 0
     for i in range(count):
@@ -171,14 +178,23 @@ def sample_stream(
             malformed += 1
             continue
         image = None
+        repost = False
         if rng.random() < image_share:
             if images and rng.random() < repost_share:
-                image = rng.choice(images)
+                image, repost = rng.choice(images), True
             else:
                 image = generate_image(rng)
                 images.append(image)
         pool = HARMFUL_CAPTIONS if rng.random() < harmful_share else NEUTRAL_CAPTIONS
         post_id = f"{run_id}-{i}"
-        value = orjson.dumps(_post(post_id, rng, now, rng.choice(pool), image))
+        caption = rng.choice(pool)
+        if exact_reposts:
+            if image is not None and repost:
+                caption = caption_of[image]
+            else:
+                caption = f"{caption} ({post_id})"
+                if image is not None:
+                    caption_of[image] = caption
+        value = orjson.dumps(_post(post_id, rng, now, caption, image))
         records.append(SampleRecord(post_id.encode(), value, post_id, None))
     return records

@@ -9,26 +9,36 @@ import numpy as np
 
 @runtime_checkable
 class ModerationModel(Protocol):
-    """Embeds images and scores posts per category; what the serving layer calls.
+    """Embeds images and captions, and scores posts per category; what the serving layer calls.
 
-    Image embeddings are split from scoring so callers can cache them by content hash.
+    Both encoders are split from scoring so callers can cache embeddings by content hash.
     """
 
     model_version: str
     categories: list[str]
     image_size: int
     image_embedding_dim: int
+    text_embedding_dim: int
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 RGB [N, image_size, image_size, 3] → float32 [N, image_embedding_dim]."""
         ...
 
-    def score(
-        self, captions: list[str], image_embeddings: np.ndarray, has_image: np.ndarray
-    ) -> np.ndarray:
-        """B captions, float32 [B, D] embeddings, bool [B] → float32 [B, categories] in [0, 1].
+    def embed_texts(self, captions: list[str]) -> np.ndarray:
+        """N non-blank captions → float32 [N, text_embedding_dim]."""
+        ...
 
-        Rows whose has_image is False are ignored; their image categories score 0.
+    def score(
+        self,
+        text_embeddings: np.ndarray,
+        has_text: np.ndarray,
+        image_embeddings: np.ndarray,
+        has_image: np.ndarray,
+    ) -> np.ndarray:
+        """float32 [B, Dt], bool [B], float32 [B, Di], bool [B] → float32 [B, categories] in [0, 1].
+
+        Rows whose has_text (has_image) is False have no caption (image): their embedding
+        there is ignored, and the categories only that modality feeds score 0.
         """
         ...
 
@@ -44,15 +54,39 @@ def check_pixels(pixels: np.ndarray, image_size: int) -> None:
 
 
 def check_score_inputs(
-    captions: list[str], image_embeddings: np.ndarray, has_image: np.ndarray, embedding_dim: int
+    model: ModerationModel,
+    text_embeddings: np.ndarray,
+    has_text: np.ndarray,
+    image_embeddings: np.ndarray,
+    has_image: np.ndarray,
 ) -> None:
-    """Raise ValueError unless the three inputs describe the same B posts."""
-    batch = len(captions)
-    if image_embeddings.shape != (batch, embedding_dim):
-        raise ValueError(
-            f"image_embeddings: expected ({batch}, {embedding_dim}), got {image_embeddings.shape}"
-        )
-    if has_image.shape != (batch,) or has_image.dtype != np.bool_:
-        raise ValueError(
-            f"has_image: expected bool ({batch},), got {has_image.dtype} {has_image.shape}"
-        )
+    """Raise ValueError unless the four inputs describe the same B posts at the model's dims."""
+    batch = len(has_text)
+    for name, array, dim in (
+        ("text_embeddings", text_embeddings, model.text_embedding_dim),
+        ("image_embeddings", image_embeddings, model.image_embedding_dim),
+    ):
+        if array.shape != (batch, dim):
+            raise ValueError(f"{name}: expected ({batch}, {dim}), got {array.shape}")
+    for name, flags in (("has_text", has_text), ("has_image", has_image)):
+        if flags.shape != (batch,) or flags.dtype != np.bool_:
+            raise ValueError(f"{name}: expected bool ({batch},), got {flags.dtype} {flags.shape}")
+
+
+def score_captions(
+    model: ModerationModel,
+    captions: list[str],
+    image_embeddings: np.ndarray,
+    has_image: np.ndarray,
+) -> np.ndarray:
+    """Embed raw captions (blank ones count as none) and score: for evaluation and tests.
+
+    Serving goes through moderator.serving.scoring instead, which caches embeddings.
+    """
+    rows = [i for i, caption in enumerate(captions) if caption.strip()]
+    text = np.zeros((len(captions), model.text_embedding_dim), dtype=np.float32)
+    if rows:
+        text[rows] = model.embed_texts([captions[i] for i in rows])
+    has_text = np.zeros(len(captions), dtype=bool)
+    has_text[rows] = True
+    return model.score(text, has_text, image_embeddings, has_image)

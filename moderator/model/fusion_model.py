@@ -1,8 +1,8 @@
 """The fine-tuned "fusion" model: a backbone plus a fusion head, served as a ModerationModel.
 
-embed_images returns the backbone's image embedding, exactly what the head consumes, so the
-worker's Redis cache of image embeddings works as for any model. score() encodes the captions,
-runs the head and applies a sigmoid per category (multi-label).
+embed_images and embed_texts return the backbone's embeddings, exactly what the head consumes,
+so the worker's Redis cache of embeddings works as for any model. score() runs the head on
+them and applies a sigmoid per category (multi-label).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class FusionModerationModel:
         self.categories = list(config.categories)
         self.image_size = config.preprocessing.image_size
         self.image_embedding_dim = config.image_embedding_dim
+        self.text_embedding_dim = config.text_embedding_dim
+        self._empty_caption: np.ndarray | None = None
         self.backbone = backbone
         for module in backbone.trainable_modules().values():
             prepare_module(module, self.options)
@@ -63,19 +65,40 @@ class FusionModerationModel:
         with precision_context(self.options):
             return self.backbone.encode_images(pixels)
 
+    def embed_texts(self, captions: list[str]) -> np.ndarray:
+        """Captions → the backbone's text embedding [N, text_embedding_dim].
+
+        A head trained on images only never reads text: zeros, without running the encoder.
+        """
+        if self.config.modalities == "image" or not captions:
+            return np.zeros((len(captions), self.text_embedding_dim), dtype=np.float32)
+        with precision_context(self.options):
+            return self.backbone.encode_texts(captions)
+
     def score(
-        self, captions: list[str], image_embeddings: np.ndarray, has_image: np.ndarray
+        self,
+        text_embeddings: np.ndarray,
+        has_text: np.ndarray,
+        image_embeddings: np.ndarray,
+        has_image: np.ndarray,
     ) -> np.ndarray:
-        """Sigmoid scores [B, categories]; a head trained on captions only ignores images."""
-        check_score_inputs(captions, image_embeddings, has_image, self.image_embedding_dim)
-        if not captions:
+        """Sigmoid scores [B, categories]; a head trained on captions only ignores images.
+
+        The head was trained with the empty caption's embedding for posts without one, so rows
+        without a caption get exactly that (computed once).
+        """
+        check_score_inputs(self, text_embeddings, has_text, image_embeddings, has_image)
+        if not len(has_text):
             return np.zeros((0, len(self.categories)), dtype=np.float32)
-        if self.config.modalities == "image":
-            text = np.zeros((len(captions), self.config.text_embedding_dim), dtype=np.float32)
-        else:
-            with precision_context(self.options):
-                text = self.backbone.encode_texts(captions)
+        text = np.asarray(text_embeddings, dtype=np.float32)
+        if not has_text.all():
+            text = np.where(has_text[:, None], text, self._empty_caption_embedding())
         return self.score_embeddings(text, image_embeddings, has_image)
+
+    def _empty_caption_embedding(self) -> np.ndarray:
+        if self._empty_caption is None:
+            self._empty_caption = self.embed_texts([""])[0]
+        return self._empty_caption
 
     def score_embeddings(
         self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray

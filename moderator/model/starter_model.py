@@ -39,6 +39,7 @@ class StarterModerationModel:
     """Implements ModerationModel with pretrained encoders and a reviewed category mapping."""
 
     image_embedding_dim = FEATURE_DIM
+    text_embedding_dim = TEXT_EMBEDDING_DIM
 
     def __init__(self, spec: StarterSpec, options: InferenceOptions | None = None) -> None:
         config = spec.config
@@ -93,17 +94,27 @@ class StarterModerationModel:
                 chunks.append(self._image_net.forward_features(tensor).float().numpy())
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
+    def embed_texts(self, captions: list[str]) -> np.ndarray:
+        """Captions → unit-length MiniLM embeddings [N, 384]."""
+        if not captions:
+            return np.zeros((0, self.text_embedding_dim), dtype=np.float32)
+        with precision_context(self.options):
+            return self._text_encoder.encode(captions)
+
     def score(
-        self, captions: list[str], image_embeddings: np.ndarray, has_image: np.ndarray
+        self,
+        text_embeddings: np.ndarray,
+        has_text: np.ndarray,
+        image_embeddings: np.ndarray,
+        has_image: np.ndarray,
     ) -> np.ndarray:
         """Scores in [0, 1]; a post lacking a modality scores 0 on that modality's categories."""
-        check_score_inputs(captions, image_embeddings, has_image, self.image_embedding_dim)
-        scores = np.zeros((len(captions), len(self.categories)), dtype=np.float32)
+        check_score_inputs(self, text_embeddings, has_text, image_embeddings, has_image)
+        scores = np.zeros((len(has_text), len(self.categories)), dtype=np.float32)
         scores[:, self._image_columns] = self._score_images(image_embeddings, has_image)
-        rows = [i for i, caption in enumerate(captions) if caption.strip()]
+        rows = np.flatnonzero(has_text).tolist()
         if rows:
-            with precision_context(self.options):
-                texts = self._text_encoder.encode([captions[i] for i in rows])
+            texts = np.asarray(text_embeddings[rows], dtype=np.float32)
             if self._prototypes:
                 scores[np.ix_(rows, self._caption_columns)] = self._score_prototypes(texts)
             if self._head is not None:

@@ -20,11 +20,13 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from moderator import metrics
+from moderator.cache.features import redis_error
 from moderator.policy.inputs import NO_HISTORY, AuthorCounters
 from moderator.schema.decision import Action
 
@@ -53,10 +55,17 @@ class RedisAuthorStore:
 
     @classmethod
     def from_url(
-        cls, url: str, config: AuthorStateConfig | None = None, socket_timeout_s: float = 0.5
+        cls,
+        url: str,
+        config: AuthorStateConfig | None = None,
+        socket_timeout_s: float = 0.5,
+        ssl_ca_certs: Path | None = None,
     ) -> RedisAuthorStore:
+        """`ssl_ca_certs`: CA bundle for a rediss:// server (RedisSettings.ssl_ca_certs)."""
+        # Only for TLS: a plain redis:// connection refuses an ssl_* argument.
+        tls: dict[str, Any] = {"ssl_ca_certs": str(ssl_ca_certs)} if ssl_ca_certs else {}
         client = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, **tls
         )
         return cls(client, config)
 
@@ -130,7 +139,7 @@ class RedisAuthorStore:
         logger.warning(
             "author state unavailable for %.0f s (counters read as zero): %s",
             self.config.retry_after_s,
-            error,
+            redis_error(error),
         )
 
     def close(self) -> None:

@@ -102,7 +102,9 @@ class ClassifierDeployment:
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
     async def _score_merged(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
-        merged, rows = merge_requests(requests, self.info.image_embedding_dim)
+        merged, rows = merge_requests(
+            requests, self.info.image_embedding_dim, self.info.text_embedding_dim
+        )
         return split_response(score_request(self.model, merged), requests, rows)
 
 

@@ -2,8 +2,9 @@
 
 One request carries a whole micro-batch. Each distinct image appears once in an
 image table: first the ones to encode (pixels), then the ones whose features came
-from the cache (embeddings). Rows point into that table, so a repost inside a
-batch is encoded once.
+from the cache (embeddings). Captions have a table of their own built the same way
+(normalised captions to encode, then cached embeddings). Rows point into both
+tables, so a repost inside a batch is encoded once and a cached one not at all.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NO_IMAGE = -1
+NO_TEXT = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,17 +23,27 @@ class ModelInfo:
     categories: list[str]
     image_size: int
     image_embedding_dim: int
+    text_embedding_dim: int
 
 
 @dataclass(slots=True)
 class ScoreRequest:
-    captions: list[str]
     image_index: list[int]  # per row: NO_IMAGE or an index into the image table
-    pixels: np.ndarray  # [M, S, S, 3] uint8: table entries 0..M-1, to encode
-    cached_embeddings: np.ndarray  # [K, D] float32: table entries M..M+K-1
+    pixels: np.ndarray  # [M, S, S, 3] uint8: image table entries 0..M-1, to encode
+    cached_image_embeddings: np.ndarray  # [K, Di] float32: image table entries M..M+K-1
+    caption_index: list[int]  # per row: NO_TEXT or an index into the text table
+    texts: list[str]  # T normalised captions: text table entries 0..T-1, to encode
+    cached_text_embeddings: np.ndarray  # [L, Dt] float32: text table entries T..T+L-1
+
+    def __post_init__(self) -> None:
+        if len(self.image_index) != len(self.caption_index):
+            raise ValueError(
+                f"image_index has {len(self.image_index)} rows, "
+                f"caption_index {len(self.caption_index)}"
+            )
 
     def __len__(self) -> int:
-        return len(self.captions)
+        return len(self.caption_index)
 
 
 @dataclass(slots=True)
@@ -39,6 +51,12 @@ class ScoreResponse:
     model_version: str
     categories: list[str]
     scores: np.ndarray  # [B, C] float32 in [0, 1]
-    new_embeddings: np.ndarray  # [M, D] float32, in pixels order
-    encode_ms: float
+    new_image_embeddings: np.ndarray  # [M, Di] float32, in pixels order
+    new_text_embeddings: np.ndarray  # [T, Dt] float32, in texts order
+    image_encode_ms: float
+    text_encode_ms: float
     score_ms: float
+
+    @property
+    def encode_ms(self) -> float:
+        return self.image_encode_ms + self.text_encode_ms

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,70 +17,111 @@ def model_info(model: ModerationModel) -> ModelInfo:
         categories=list(model.categories),
         image_size=model.image_size,
         image_embedding_dim=model.image_embedding_dim,
+        text_embedding_dim=model.text_embedding_dim,
     )
 
 
 def score_request(model: ModerationModel, request: ScoreRequest) -> ScoreResponse:
-    """Encode the images that need it, then score every row of the batch."""
-    dim = model.image_embedding_dim
+    """Encode the images and captions that need it, then score every row of the batch."""
+    image_dim, text_dim = model.image_embedding_dim, model.text_embedding_dim
     started = time.perf_counter()
     if len(request.pixels):
-        new_embeddings = model.embed_images(request.pixels)
+        new_images = model.embed_images(request.pixels)
     else:
-        new_embeddings = np.zeros((0, dim), dtype=np.float32)
-    encoded = time.perf_counter()
+        new_images = np.zeros((0, image_dim), dtype=np.float32)
+    images_done = time.perf_counter()
+    if request.texts:
+        new_texts = model.embed_texts(request.texts)
+    else:
+        new_texts = np.zeros((0, text_dim), dtype=np.float32)
+    texts_done = time.perf_counter()
 
-    table = np.concatenate(
-        [new_embeddings, request.cached_embeddings.reshape(-1, dim).astype(np.float32)]
+    image, has_image = _gather(
+        new_images, request.cached_image_embeddings, request.image_index, image_dim
     )
-    index = np.asarray(request.image_index, dtype=np.int64)
-    has_image = index >= 0
-    embeddings = np.zeros((len(request), dim), dtype=np.float32)
-    embeddings[has_image] = table[index[has_image]]
-    scores = model.score(request.captions, embeddings, has_image)
+    text, has_text = _gather(
+        new_texts, request.cached_text_embeddings, request.caption_index, text_dim
+    )
+    scores = model.score(text, has_text, image, has_image)
     finished = time.perf_counter()
     return ScoreResponse(
         model_version=model.model_version,
         categories=list(model.categories),
         scores=scores,
-        new_embeddings=new_embeddings,
-        encode_ms=(encoded - started) * 1000,
-        score_ms=(finished - encoded) * 1000,
+        new_image_embeddings=new_images,
+        new_text_embeddings=new_texts,
+        image_encode_ms=(images_done - started) * 1000,
+        text_encode_ms=(texts_done - images_done) * 1000,
+        score_ms=(finished - texts_done) * 1000,
     )
 
 
-def merge_requests(requests: list[ScoreRequest], dim: int) -> tuple[ScoreRequest, list[int]]:
+def _gather(
+    fresh: np.ndarray, cached: np.ndarray, index: Sequence[int], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row embeddings [B, dim] from a table (fresh entries, then cached), and row flags."""
+    table = np.concatenate(
+        [fresh.astype(np.float32, copy=False), cached.reshape(-1, dim).astype(np.float32)]
+    )
+    rows = np.asarray(index, dtype=np.int64)
+    present = rows >= 0
+    out = np.zeros((len(rows), dim), dtype=np.float32)
+    out[present] = table[rows[present]]
+    return out, present
+
+
+def merge_requests(
+    requests: list[ScoreRequest], image_dim: int, text_dim: int
+) -> tuple[ScoreRequest, list[int]]:
     """Concatenate requests from several workers into one model batch.
 
     Returns the merged request and each request's row count, for `split_response`.
-    Image-table indices are rebased: all pixels first (in request order), then all
-    cached embeddings.
+    Both tables' indices are rebased: all entries to encode first (in request order),
+    then all cached embeddings.
     """
     if len(requests) == 1:
         return requests[0], [len(requests[0])]
-    total_pixels = sum(len(r.pixels) for r in requests)
-    captions: list[str] = []
-    image_index: list[int] = []
-    pixel_offset = cached_offset = 0
-    for request in requests:
-        pixels = len(request.pixels)
-        captions.extend(request.captions)
-        for i in request.image_index:
-            if i < 0:
-                image_index.append(i)
-            elif i < pixels:
-                image_index.append(pixel_offset + i)
-            else:
-                image_index.append(total_pixels + cached_offset + i - pixels)
-        pixel_offset += pixels
-        cached_offset += len(request.cached_embeddings)
     merged = ScoreRequest(
-        captions=captions,
-        image_index=image_index,
+        image_index=_rebase(
+            [r.image_index for r in requests],
+            [len(r.pixels) for r in requests],
+            [len(r.cached_image_embeddings) for r in requests],
+        ),
         pixels=np.concatenate([r.pixels for r in requests]),
-        cached_embeddings=np.concatenate([r.cached_embeddings.reshape(-1, dim) for r in requests]),
+        cached_image_embeddings=np.concatenate(
+            [r.cached_image_embeddings.reshape(-1, image_dim) for r in requests]
+        ),
+        caption_index=_rebase(
+            [r.caption_index for r in requests],
+            [len(r.texts) for r in requests],
+            [len(r.cached_text_embeddings) for r in requests],
+        ),
+        texts=[text for r in requests for text in r.texts],
+        cached_text_embeddings=np.concatenate(
+            [r.cached_text_embeddings.reshape(-1, text_dim) for r in requests]
+        ),
     )
     return merged, [len(r) for r in requests]
+
+
+def _rebase(indices: list[list[int]], fresh: list[int], cached: list[int]) -> list[int]:
+    """Concatenate per-request table indices into one table: every request's entries to
+    encode (in request order), then every request's cached entries; negatives stay as they are.
+    """
+    total_fresh = sum(fresh)
+    out: list[int] = []
+    fresh_offset = cached_offset = 0
+    for index, n_fresh, n_cached in zip(indices, fresh, cached, strict=True):
+        for i in index:
+            if i < 0:
+                out.append(i)
+            elif i < n_fresh:
+                out.append(fresh_offset + i)
+            else:
+                out.append(total_fresh + cached_offset + i - n_fresh)
+        fresh_offset += n_fresh
+        cached_offset += n_cached
+    return out
 
 
 def split_response(
@@ -88,19 +130,22 @@ def split_response(
     if len(requests) == 1:
         return [response]
     out = []
-    row = pixel = 0
+    row = pixel = text = 0
     for request, count in zip(requests, rows, strict=True):
-        pixels = len(request.pixels)
+        pixels, texts = len(request.pixels), len(request.texts)
         out.append(
             ScoreResponse(
                 model_version=response.model_version,
                 categories=response.categories,
                 scores=response.scores[row : row + count],
-                new_embeddings=response.new_embeddings[pixel : pixel + pixels],
-                encode_ms=response.encode_ms,
+                new_image_embeddings=response.new_image_embeddings[pixel : pixel + pixels],
+                new_text_embeddings=response.new_text_embeddings[text : text + texts],
+                image_encode_ms=response.image_encode_ms,
+                text_encode_ms=response.text_encode_ms,
                 score_ms=response.score_ms,
             )
         )
         row += count
         pixel += pixels
+        text += texts
     return out

@@ -14,6 +14,7 @@ from rich.progress import Progress
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
+from moderator.model.base import score_captions
 from moderator.model.fusion_config import FusionConfig, content_hash
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.training.dataset import (
@@ -287,7 +288,7 @@ def scores_for(
             pixels = np.stack([load_pixels(p, model.image_size) for p in paths])
             vectors[has_image] = model.embed_images(pixels)
         captions = [e.text for e in chunk]
-        out[start : start + len(chunk)] = model.score(captions, vectors, has_image)
+        out[start : start + len(chunk)] = score_captions(model, captions, vectors, has_image)
         if progress and task is not None:
             progress.advance(task, len(chunk))
     return out

@@ -14,7 +14,9 @@ from tests.hostile_corpus import hostile_cases
 HEADER = """# Reliability report
 
 Regenerate with `./scripts/reliability-report.sh` (runs `pytest tests/faults` and the
-hostile-input tests, then rewrites this file). Figures from the last run on {machine}.
+hostile-input tests, then rewrites this file). Image URL fetching, safe model loading,
+policy sandboxing and transport security are in [security.md](security.md).
+Figures from the last run on {machine}.
 
 ## Fault injection
 

@@ -1,4 +1,5 @@
-"""FeatureCache against a real redis-server: hit, miss, corrupt value, Redis down and back."""
+"""FeatureCache against a real redis-server, for image and caption embeddings: hit, miss,
+corrupt value, Redis down and back."""
 
 from __future__ import annotations
 
@@ -8,59 +9,113 @@ import numpy as np
 import pytest
 
 from moderator import metrics
-from moderator.cache import FeatureCache
+from moderator.cache import FeatureCache, FeatureKind, caption_digest, normalise_caption
 from moderator.local import LocalRedis
 
 pytestmark = pytest.mark.integration
-DIM = 8
+DIMS: dict[FeatureKind, int] = {"image": 8, "text": 6}
+KINDS: list[FeatureKind] = ["image", "text"]
 
 
 def _cache(url: str) -> FeatureCache:
     return FeatureCache.from_url(
-        url, f"m-{uuid.uuid4().hex[:6]}", DIM, ttl_s=60, socket_timeout_s=0.2
+        url, f"m-{uuid.uuid4().hex[:6]}", DIMS, ttl_s=60, socket_timeout_s=0.2
     )
 
 
-def test_miss_then_hit(redis_server: LocalRedis) -> None:
+def _count(kind: FeatureKind, result: str) -> float:
+    value: float = metrics.CACHE_REQUESTS.labels(kind=kind, result=result)._value.get()
+    return value
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_miss_then_hit(redis_server: LocalRedis, kind: FeatureKind) -> None:
     cache = _cache(redis_server.url)
-    vector = np.linspace(0, 1, DIM, dtype=np.float32)
-    assert cache.get_many(["a" * 64]) == {}
-    cache.put_many({"a" * 64: vector})
-    found = cache.get_many(["a" * 64, "b" * 64])
+    vector = np.linspace(0, 1, DIMS[kind], dtype=np.float32)
+    misses, hits = _count(kind, "miss"), _count(kind, "hit")
+    assert cache.get_many({kind: ["a" * 64]}) == {kind: {}}
+    cache.put_many({kind: {"a" * 64: vector}})
+    found = cache.get_many({kind: ["a" * 64, "b" * 64]})[kind]
     assert list(found) == ["a" * 64]
     np.testing.assert_array_equal(found["a" * 64], vector)
-    assert 0 < cache.client.ttl(cache.key("a" * 64)) <= 60
+    assert 0 < cache.client.ttl(cache.key(kind, "a" * 64)) <= 60
+    assert (_count(kind, "miss"), _count(kind, "hit")) == (misses + 2, hits + 1)
+
+
+def test_both_kinds_in_one_call_and_kinds_do_not_collide(redis_server: LocalRedis) -> None:
+    cache = _cache(redis_server.url)
+    digest = caption_digest(normalise_caption("spam  wave"))
+    image, text = np.ones(DIMS["image"], np.float32), np.full(DIMS["text"], 2.0, np.float32)
+    cache.put_many({"image": {"a" * 64: image}, "text": {digest: text}})
+    found = cache.get_many({"image": ["a" * 64, digest], "text": [digest, "a" * 64]})
+    assert list(found["image"]) == ["a" * 64] and list(found["text"]) == [digest]
+    np.testing.assert_array_equal(found["text"][digest], text)
+    assert cache.client.exists(cache.key("text", caption_digest("spam wave"))) == 1
 
 
 def test_model_version_is_part_of_the_key(redis_server: LocalRedis) -> None:
     first, second = _cache(redis_server.url), _cache(redis_server.url)
-    first.put_many({"c" * 64: np.ones(DIM, dtype=np.float32)})
-    assert second.get_many(["c" * 64]) == {}
+    first.put_many(
+        {"image": {"c" * 64: np.ones(8, np.float32)}, "text": {"c" * 64: np.ones(6, np.float32)}}
+    )
+    assert second.get_many({"image": ["c" * 64], "text": ["c" * 64]}) == {"image": {}, "text": {}}
 
 
-@pytest.mark.parametrize("raw", [b"short", np.full(DIM, np.nan, dtype="<f4").tobytes()])
-def test_corrupt_values_are_misses(redis_server: LocalRedis, raw: bytes) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bad", ["short", "nan", "other_dim"])
+def test_corrupt_values_are_misses(redis_server: LocalRedis, kind: FeatureKind, bad: str) -> None:
     cache = _cache(redis_server.url)
-    cache.client.set(cache.key("d" * 64), raw)
-    before = metrics.CACHE_REQUESTS.labels(result="corrupt")._value.get()
-    assert cache.get_many(["d" * 64]) == {}
-    assert metrics.CACHE_REQUESTS.labels(result="corrupt")._value.get() == before + 1
+    other = "text" if kind == "image" else "image"
+    raw = {
+        "short": b"short",
+        "nan": np.full(DIMS[kind], np.nan, dtype="<f4").tobytes(),
+        "other_dim": np.ones(DIMS[other], dtype="<f4").tobytes(),  # the other kind's shape
+    }[bad]
+    cache.client.set(cache.key(kind, "d" * 64), raw)
+    before = _count(kind, "corrupt")
+    assert cache.get_many({kind: ["d" * 64]}) == {kind: {}}
+    assert _count(kind, "corrupt") == before + 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_invalid_vectors_are_not_stored(redis_server: LocalRedis, kind: FeatureKind) -> None:
+    cache = _cache(redis_server.url)
+    cache.put_many(
+        {
+            kind: {
+                "e" * 64: np.ones(DIMS[kind] + 1, np.float32),
+                "f" * 64: np.full(DIMS[kind], np.inf, np.float32),
+            }
+        }
+    )
+    assert cache.client.exists(cache.key(kind, "e" * 64), cache.key(kind, "f" * 64)) == 0
 
 
 def test_redis_down_is_a_miss_and_recovery_is_picked_up() -> None:
     server = LocalRedis().start()
     cache = _cache(server.url)
-    vector = np.ones(DIM, dtype=np.float32)
+    image, text = np.ones(DIMS["image"], np.float32), np.ones(DIMS["text"], np.float32)
+    both = {"image": {"e" * 64: image}, "text": {"e" * 64: text}}
     try:
-        cache.put_many({"e" * 64: vector})
+        cache.put_many(both)
         port = server.port
         server.stop()
-        assert cache.get_many(["e" * 64]) == {}
-        cache.put_many({"f" * 64: vector})  # must not raise
+        errors = {kind: _count(kind, "error") for kind in KINDS}
+        assert cache.get_many({"image": ["e" * 64], "text": ["e" * 64]}) == {
+            "image": {},
+            "text": {},
+        }
+        assert {kind: _count(kind, "error") for kind in KINDS} == {
+            kind: errors[kind] + 1 for kind in KINDS
+        }
+        cache.put_many({"text": {"f" * 64: text}})  # must not raise
+        assert _count("text", "error") == errors["text"] + 2
+        assert _count("image", "error") == errors["image"] + 1
         assert metrics.CACHE_AVAILABLE._value.get() == 0
         server = LocalRedis(port=port).start()  # empty again: no persistence
-        cache.put_many({"e" * 64: vector})
-        assert list(cache.get_many(["e" * 64])) == ["e" * 64]
+        cache.put_many(both)
+        found = cache.get_many({"image": ["e" * 64], "text": ["e" * 64]})
+        assert (list(found["image"]), list(found["text"])) == (["e" * 64], ["e" * 64])
         assert metrics.CACHE_AVAILABLE._value.get() == 1
     finally:
         server.stop()

@@ -180,7 +180,7 @@ def observed(
     worker_http = serve_http(health, free_port(), host="127.0.0.1")
     ray_http = _serve_file(RAY_SNAPSHOT)
     watcher = PolicyWatcher(policy_file, interval_s=0.2).start()
-    cache = FeatureCache.from_url(redis_server.url, "keyword-1", 4, 600, 1.0)
+    cache = FeatureCache.from_url(redis_server.url, "keyword-1", {"image": 4, "text": 4}, 600, 1.0)
     worker = ModerationWorker(
         settings,
         create_consumer(settings.kafka),

@@ -37,30 +37,40 @@ CATEGORIES = [
 
 
 class KeywordScorer:
-    """Scores 'hate' 0.95 for captions containing 'vermin', else 0.0; never touches pixels."""
+    """Scores 'hate' 0.95 for captions containing 'vermin', else 0.0; never touches pixels.
+
+    Its "text embedding" is [1, 0, 0, 0] for such a caption, so cached captions score alike.
+    """
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.calls = 0
 
     def info(self) -> ModelInfo:
-        return ModelInfo("keyword-1", CATEGORIES, image_size=32, image_embedding_dim=4)
+        return ModelInfo(
+            "keyword-1", CATEGORIES, image_size=32, image_embedding_dim=4, text_embedding_dim=4
+        )
 
     def score(self, request: ScoreRequest) -> ScoreResponse:
         self.calls += 1
         if self.fail:
             raise RuntimeError("model unavailable")
+        new_texts = np.zeros((len(request.texts), 4), dtype=np.float32)
+        new_texts[:, 0] = ["vermin" in text for text in request.texts]
+        table = np.concatenate([new_texts, request.cached_text_embeddings.reshape(-1, 4)])
         scores = np.zeros((len(request), len(CATEGORIES)), dtype=np.float32)
-        for row, caption in enumerate(request.captions):
-            if "vermin" in caption:
+        for row, index in enumerate(request.caption_index):
+            if index >= 0 and table[index, 0] > 0:
                 scores[row, 0] = 0.95
         return ScoreResponse(
             "keyword-1",
             CATEGORIES,
             scores,
-            np.zeros((len(request.pixels), 4), dtype=np.float32),
-            0.0,
-            0.0,
+            new_image_embeddings=np.zeros((len(request.pixels), 4), dtype=np.float32),
+            new_text_embeddings=new_texts,
+            image_encode_ms=0.0,
+            text_encode_ms=0.0,
+            score_ms=0.0,
         )
 
 

@@ -15,11 +15,12 @@ import torch
 from moderator.model import ModelLoadError, ModerationModel, load_model
 from moderator.model.backbone_base import BackboneSpec
 from moderator.model.backbones import load_backbone
+from moderator.model.base import score_captions
 from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_heads import HeadConfig, build_head
 from moderator.model.fusion_model import FusionModerationModel, save_fusion_checkpoint
 from moderator.model.inference import InferenceOptions
-from moderator.serving.messages import NO_IMAGE, ScoreRequest
+from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
 from moderator.serving.scoring import score_request
 from tests.unit.test_model_backbones import TINY_IMAGE_SIZE, tiny_clip_dir  # noqa: F401
 from tests.unit.test_model_starter import ModerationModelContract, generated_images
@@ -79,21 +80,37 @@ def test_embed_images_is_what_the_head_consumes(fusion: ModerationModel) -> None
 
 
 def test_score_request_matches_direct_scoring(fusion: ModerationModel) -> None:
-    """Through the serving path, cached embeddings score exactly like freshly encoded pixels."""
+    """Through the serving path, cached embeddings score exactly like fresh pixels and captions;
+    a row without a caption scores like the empty caption the head was trained with."""
     images = generated_images(2, TINY_IMAGE_SIZE)
-    captions = ["first", "second", "third"]
+    captions = ["first", "second", ""]
+    texts = captions[:2]
+    no_images = np.zeros((0, 16), np.float32)
+    no_texts = np.zeros((0, fusion.text_embedding_dim), np.float32)
     fresh = score_request(
         fusion,
-        ScoreRequest(captions, [0, NO_IMAGE, 1], images, np.zeros((0, 16), np.float32)),
+        ScoreRequest([0, NO_IMAGE, 1], images, no_images, [0, 1, NO_TEXT], texts, no_texts),
     )
     cached = score_request(
-        fusion, ScoreRequest(captions, [0, NO_IMAGE, 1], images[:0], fresh.new_embeddings)
+        fusion,
+        ScoreRequest(
+            [0, NO_IMAGE, 1],
+            images[:0],
+            fresh.new_image_embeddings,
+            [0, 1, NO_TEXT],
+            [],
+            fresh.new_text_embeddings,
+        ),
     )
     np.testing.assert_array_equal(fresh.scores, cached.scores)
     embeddings = np.zeros((3, 16), np.float32)
-    embeddings[[0, 2]] = fresh.new_embeddings
-    direct = fusion.score(captions, embeddings, np.array([True, False, True]))
+    embeddings[[0, 2]] = fresh.new_image_embeddings
+    direct = score_captions(fusion, captions, embeddings, np.array([True, False, True]))
     np.testing.assert_array_equal(fresh.scores, direct)
+    assert isinstance(fusion, FusionModerationModel)
+    text = fusion.backbone.encode_texts(captions)
+    head = fusion.score_embeddings(text, embeddings, np.array([True, False, True]))
+    np.testing.assert_allclose(fresh.scores, head, atol=1e-6)
     assert fresh.model_version == fusion.model_version
 
 
@@ -118,8 +135,8 @@ def test_precision_options_stay_close_and_mark_the_version(
     images = generated_images(2, TINY_IMAGE_SIZE)
     captions = ["a caption", "another one"]
     has_image = np.array([True, False])
-    reference = fusion.score(captions, fusion.embed_images(images), has_image)
-    scores = other.score(captions, other.embed_images(images), has_image)
+    reference = score_captions(fusion, captions, fusion.embed_images(images), has_image)
+    scores = score_captions(other, captions, other.embed_images(images), has_image)
     np.testing.assert_allclose(scores, reference, atol=0.05)
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from moderator.model import ModelLoadError, ModerationModel, load_model, starter_checkpoint_dir
+from moderator.model.base import score_captions
 from moderator.model.efficientnet_lite import (
     EfficientNetLite0,
     SameConv2d,
@@ -93,32 +94,58 @@ class ModerationModelContract:
         empty = model.embed_images(np.zeros((0, size, size, 3), dtype=np.uint8))
         assert empty.shape == (0, dim)
 
+    def test_embed_texts_shape(self, model: ModerationModel) -> None:
+        embeddings = model.embed_texts(["a caption", "another caption"])
+        assert embeddings.shape == (2, model.text_embedding_dim)
+        assert embeddings.dtype == np.float32 and np.isfinite(embeddings).all()
+        assert model.embed_texts([]).shape == (0, model.text_embedding_dim)
+
     def test_score_shape_range_and_determinism(self, model: ModerationModel) -> None:
         captions, embeddings, has_image = posts(6, model.image_embedding_dim)
-        first = model.score(captions, embeddings, has_image)
+        first = score_captions(model, captions, embeddings, has_image)
         assert first.shape == (6, len(model.categories)) and first.dtype == np.float32
         assert ((first >= 0) & (first <= 1)).all()
-        np.testing.assert_array_equal(first, model.score(captions, embeddings, has_image))
+        np.testing.assert_array_equal(first, score_captions(model, captions, embeddings, has_image))
 
     def test_rows_without_image_ignore_their_embedding(self, model: ModerationModel) -> None:
         captions, embeddings, has_image = posts(4, model.image_embedding_dim)
         changed = embeddings.copy()
         changed[~has_image] = 0.0
         np.testing.assert_array_equal(
-            model.score(captions, embeddings, has_image), model.score(captions, changed, has_image)
+            score_captions(model, captions, embeddings, has_image),
+            score_captions(model, captions, changed, has_image),
+        )
+
+    def test_rows_without_caption_ignore_their_text_embedding(self, model: ModerationModel) -> None:
+        captions, images, has_image = posts(4, model.image_embedding_dim)
+        text = model.embed_texts(captions)
+        has_text = np.array([True, False, True, False])
+        changed = text.copy()
+        changed[~has_text] = np.random.default_rng(5).random((2, model.text_embedding_dim))
+        np.testing.assert_array_equal(
+            model.score(text, has_text, images, has_image),
+            model.score(changed, has_text, images, has_image),
         )
 
     def test_empty_batch(self, model: ModerationModel) -> None:
-        no_embeddings = np.zeros((0, model.image_embedding_dim), np.float32)
-        scores = model.score([], no_embeddings, np.zeros(0, bool))
+        scores = model.score(
+            np.zeros((0, model.text_embedding_dim), np.float32),
+            np.zeros(0, bool),
+            np.zeros((0, model.image_embedding_dim), np.float32),
+            np.zeros(0, bool),
+        )
         assert scores.shape == (0, len(model.categories))
 
     def test_bad_inputs_raise_value_error(self, model: ModerationModel) -> None:
         with pytest.raises(ValueError, match="pixels"):
             model.embed_images(np.zeros((1, 7, 7, 3), dtype=np.uint8))
-        captions, embeddings, has_image = posts(3, model.image_embedding_dim)
+        _, embeddings, has_image = posts(3, model.image_embedding_dim)
+        text = np.zeros((3, model.text_embedding_dim), np.float32)
+        has_text = np.ones(3, bool)
         with pytest.raises(ValueError, match="has_image"):
-            model.score(captions, embeddings, has_image[:2])
+            model.score(text, has_text, embeddings, has_image[:2])
+        with pytest.raises(ValueError, match="text_embeddings"):
+            model.score(text[:, :-1], has_text, embeddings, has_image)
 
 
 class TestStarterModelContract(ModerationModelContract):
@@ -132,12 +159,13 @@ def test_starter_metadata(starter: ModerationModel) -> None:
     assert starter.model_version.startswith("starter-0.2-") and len(starter.model_version) == 24
     assert starter.categories == [*IMAGE_CATEGORIES, *CAPTION_CATEGORIES]
     assert (starter.image_size, starter.image_embedding_dim) == (224, 1280)
+    assert starter.text_embedding_dim == 384
 
 
 def test_caption_scores_separate_neutral_from_harmful(starter: ModerationModel) -> None:
     captions = NEUTRAL_CAPTIONS + [text for _, text in HARMFUL_CAPTIONS]
     b = len(captions)
-    scores = starter.score(captions, np.zeros((b, 1280), np.float32), np.zeros(b, bool))
+    scores = score_captions(starter, captions, np.zeros((b, 1280), np.float32), np.zeros(b, bool))
     columns = {c: starter.categories.index(c) for c in CAPTION_CATEGORIES}
     n = len(NEUTRAL_CAPTIONS)
     for caption, row in zip(NEUTRAL_CAPTIONS, scores[:n], strict=True):
@@ -153,7 +181,7 @@ def test_caption_scores_separate_neutral_from_harmful(starter: ModerationModel) 
 def test_missing_modalities_score_zero(starter: ModerationModel) -> None:
     captions = ["I'm going to kill you tomorrow", ""]
     embeddings = starter.embed_images(generated_images(2))
-    scores = starter.score(captions, embeddings, np.array([False, True]))
+    scores = score_captions(starter, captions, embeddings, np.array([False, True]))
     image_cols = [starter.categories.index(c) for c in IMAGE_CATEGORIES]
     caption_cols = [starter.categories.index(c) for c in CAPTION_CATEGORIES]
     assert (scores[0, image_cols] == 0).all() and scores[0, caption_cols].max() > 0.5
@@ -263,8 +291,8 @@ def test_caption_head_and_prototypes_combine_by_max(tmp_path: Path) -> None:
     without = load_model(copy_starter(tmp_path, caption_head=None, model_version="plain"))
     captions = ["You are a fucking idiot", "Those people are animals, not humans", "my new bike"]
     empty = np.zeros((3, 1280), np.float32), np.zeros(3, bool)
-    combined = with_head.score(captions, *empty)
-    prototypes = without.score(captions, *empty)
+    combined = score_captions(with_head, captions, *empty)
+    prototypes = score_captions(without, captions, *empty)
     columns = [with_head.categories.index(c) for c in ("hate", "offensive")]
     assert (combined[:, columns] >= prototypes[:, columns] - 1e-6).all()
     assert without.model_version == "plain"

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from moderator.model import load_model
 from moderator.model.backbone_base import BackboneSpec
+from moderator.model.base import score_captions
 from moderator.model.fusion_heads import HeadConfig
 from moderator.serving.messages import NO_IMAGE, ScoreRequest
 from moderator.serving.scoring import score_request
@@ -126,9 +127,16 @@ def test_round_trip_scores_are_identical(synthetic: Path, cross_run: Path, cache
     captions = [e.text for e in examples]
     index = list(range(len(examples)))
     index[3] = NO_IMAGE
-    response = score_request(
-        model, ScoreRequest(captions, index, pixels, np.zeros((0, 1280), np.float32))
+    # Raw captions, as training embedded them (the worker would send them normalised).
+    request = ScoreRequest(
+        index,
+        pixels,
+        np.zeros((0, 1280), np.float32),
+        list(range(len(captions))),
+        captions,
+        np.zeros((0, model.text_embedding_dim), np.float32),
     )
+    response = score_request(model, request)
     whole = cached_embeddings(model.backbone, splits.dataset, cache_dir)  # type: ignore[attr-defined]
     rows = splits.parts["test"][:24]
     embeddings = whole.subset(rows)
@@ -138,7 +146,8 @@ def test_round_trip_scores_are_identical(synthetic: Path, cross_run: Path, cache
     head = load_head(cross_run, model.config)  # type: ignore[attr-defined]
     expected = predict(head, embeddings, "both")
     np.testing.assert_allclose(response.scores, expected, atol=1e-5)
-    np.testing.assert_allclose(response.new_embeddings, embeddings.image, atol=1e-4)
+    np.testing.assert_allclose(response.new_image_embeddings, embeddings.image, atol=1e-4)
+    np.testing.assert_allclose(response.new_text_embeddings, embeddings.text, atol=1e-4)
 
 
 def test_cli_train_and_eval(synthetic: Path, cache_dir: Path, tmp_path: Path) -> None:
@@ -187,4 +196,5 @@ def test_stage2_fine_tunes_a_tiny_clip(
     assert changed, "stage 2 left every encoder weight unchanged"
     model = load_model(out)
     pixels = np.stack([load_pixels(e.image, 32) for e in read_dataset(data, SPEC).examples[:2]])  # type: ignore[arg-type]
-    assert np.isfinite(model.score(["a", "b"], model.embed_images(pixels), np.ones(2, bool))).all()
+    scores = score_captions(model, ["a", "b"], model.embed_images(pixels), np.ones(2, bool))
+    assert np.isfinite(scores).all()

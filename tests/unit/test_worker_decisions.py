@@ -51,11 +51,21 @@ def test_constructed_decisions_validate_and_serialise_like_validated_ones() -> N
     ]
     scores = np.zeros((2, len(categories)), dtype=np.float32)
     scores[1, categories.index("violence")] = 0.97
-    response = ScoreResponse("m1", categories, scores, np.zeros((0, 4), np.float32), 1.0, 2.0)
-    decisions = make_decisions(posts, response, set(), policy, {"decode": 1.0})
+    response = ScoreResponse(
+        "m1",
+        categories,
+        scores,
+        new_image_embeddings=np.zeros((0, 4), np.float32),
+        new_text_embeddings=np.zeros((0, 4), np.float32),
+        image_encode_ms=1.0,
+        text_encode_ms=0.5,
+        score_ms=2.0,
+    )
+    decisions = make_decisions(posts, response, [[], ["image", "text"]], policy, {"decode": 1.0})
     for decision in decisions:
         wire = decision.model_dump_json()
         assert Decision.model_validate_json(wire).model_dump_json() == wire
     assert decisions[0].action.value == "allow"
     assert decisions[1].action.severity > decisions[0].action.severity
     assert decisions[1].source.partition == 2 and decisions[1].source.offset == 1
+    assert (decisions[0].cache_hits, decisions[1].cache_hits) == ([], ["image", "text"])
