@@ -110,6 +110,15 @@ class RedisSettings(_Section):
         description="CA bundle (PEM) that signed the rediss:// server's certificate; unset → "
         "the system CAs.",
     )
+    max_memory_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bound Redis memory: the worker sets maxmemory and eviction_policy at start"
+        " (CONFIG SET). Unset → the server's own setting, with a warning when it is unbounded.",
+    )
+    eviction_policy: Literal["allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"] = Field(
+        default="allkeys-lru", description="Redis maxmemory-policy set with max_memory_mb."
+    )
 
     @model_validator(mode="after")
     def _ca_only_with_tls(self) -> RedisSettings:

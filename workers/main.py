@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from moderator.cache import FeatureCache
+from moderator.cache import FeatureCache, ensure_memory_bound
 from moderator.config import Settings
 from moderator.io import create_consumer, create_producer
 from moderator.policy import (
@@ -82,6 +82,9 @@ def run_worker(
             settings.redis.feature_ttl_s,
             settings.redis.socket_timeout_s,
             ssl_ca_certs=settings.redis.ssl_ca_certs,
+        )
+        ensure_memory_bound(
+            cache.client, settings.redis.max_memory_mb, settings.redis.eviction_policy
         )
     consumer = create_consumer(settings.kafka)
     producer = create_producer(settings.kafka)

@@ -7,5 +7,14 @@ from moderator.cache.features import (
     caption_digest,
     normalise_caption,
 )
+from moderator.cache.memory import MemoryBound, ensure_memory_bound
 
-__all__ = ["KINDS", "FeatureCache", "FeatureKind", "caption_digest", "normalise_caption"]
+__all__ = [
+    "KINDS",
+    "FeatureCache",
+    "FeatureKind",
+    "MemoryBound",
+    "caption_digest",
+    "ensure_memory_bound",
+    "normalise_caption",
+]

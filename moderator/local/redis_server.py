@@ -14,9 +14,12 @@ logger = logging.getLogger(__name__)
 
 
 class LocalRedis:
-    def __init__(self, port: int | None = None, maxmemory_mb: int = 256) -> None:
+    def __init__(
+        self, port: int | None = None, maxmemory_mb: int = 256, extra_args: list[str] | None = None
+    ) -> None:
         self.port = port or free_port()
         self.maxmemory_mb = maxmemory_mb
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,6 +48,7 @@ class LocalRedis:
                 f"{self.maxmemory_mb}mb",
                 "--maxmemory-policy",
                 "allkeys-lru",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -152,6 +152,7 @@ def test_settings_file_loads_in_the_worker(
 
     settings = load_settings(settings_file)
     assert settings.limits.image_urls.enabled == (name == "gpu-production")
+    assert settings.redis.max_memory_mb == (2048 if name == "gpu-production" else None)
 
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     assert str(settings.policy_path.parent) in mounts

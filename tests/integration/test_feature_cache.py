@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from moderator import metrics
-from moderator.cache import FeatureCache, FeatureKind, caption_digest, normalise_caption
+from moderator.cache import (
+    FeatureCache,
+    FeatureKind,
+    MemoryBound,
+    caption_digest,
+    ensure_memory_bound,
+    normalise_caption,
+)
 from moderator.local import LocalRedis
 
 pytestmark = pytest.mark.integration
@@ -119,3 +126,38 @@ def test_redis_down_is_a_miss_and_recovery_is_picked_up() -> None:
         assert metrics.CACHE_AVAILABLE._value.get() == 1
     finally:
         server.stop()
+
+
+def test_memory_bound_is_set_and_evicts_instead_of_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """redis.max_memory_mb: the worker bounds the server; a full cache evicts, writes go on."""
+    with LocalRedis(maxmemory_mb=0) as server:  # 0: unbounded, as redis-server ships
+        cache = _cache(server.url)
+        with caplog.at_level("WARNING", logger="moderator.cache.memory"):
+            unbounded = ensure_memory_bound(cache.client, None, "allkeys-lru")
+        assert unbounded is not None and unbounded.max_memory_bytes == 0
+        assert "no memory bound" in caplog.text
+
+        bound = ensure_memory_bound(cache.client, 4, "allkeys-lru")
+        assert bound == MemoryBound(4 << 20, "allkeys-lru", applied=True)
+        big = FeatureCache(cache.client, cache.model_version, {"image": 4096, "text": 6}, 60)
+        errors = _count("image", "error")
+        vector = np.ones(4096, dtype=np.float32)  # 16 KiB per entry: 2,000 entries ≈ 32 MiB
+        for start in range(0, 2000, 100):
+            big.put_many({"image": {f"{i:064x}": vector for i in range(start, start + 100)}})
+        info = cache.client.info("memory")
+        assert info["used_memory"] <= (4 << 20) * 1.5
+        assert cache.client.info("stats")["evicted_keys"] > 0
+        assert _count("image", "error") == errors
+        assert big.get_many({"image": [f"{1999:064x}"]})["image"]  # the newest entries stay
+
+
+def test_memory_bound_when_config_is_disabled(caplog: pytest.LogCaptureFixture) -> None:
+    with LocalRedis(extra_args=["--rename-command", "CONFIG", ""]) as server:
+        cache = _cache(server.url)
+        with caplog.at_level("WARNING", logger="moderator.cache.memory"):
+            assert ensure_memory_bound(cache.client, 64, "allkeys-lru") is None
+        assert "cannot set its memory bound" in caplog.text
+        cache.put_many({"text": {"c" * 64: np.ones(6, dtype=np.float32)}})
+        assert cache.get_many({"text": ["c" * 64]})["text"]
