@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -104,16 +105,37 @@ def run_open_loop(
     return collected
 
 
-def added_latency_ms(collected: Collected) -> dict[str, float]:
-    """End-to-end latency minus the model's own compute for the post's batch."""
-    added = [
-        collected.decision_timestamps_ms[pid]
-        - d["source"]["timestamp_ms"]
-        - d["timings_ms"]["model"]
-        for pid, d in collected.decisions.items()
-    ]
-    p50, p99 = np.percentile(np.asarray(added, dtype=np.float64), [50, 99])
-    return {"p50": float(p50), "p99": float(p99)}
+def added_latency_ms(collected: Collected) -> dict[str, Any]:
+    """End-to-end latency minus the model's own compute for the post's batch, and its parts.
+
+    Parts (p50 and p99 of each, per post): `serve_wait` = the Serve call minus the replica's
+    compute (queueing behind other batches, @serve.batch's wait, Ray transport);
+    `worker` = decode + cache lookup + policy for the post's batch; `kafka_and_loop` = the
+    rest: producer linger and broker append of the post, the consumer's fetch, and the worker
+    loop's turn between a finished call and producing the decision.
+    """
+    parts: dict[str, list[float]] = {"serve_wait": [], "worker": [], "kafka_and_loop": []}
+    added = []
+    for pid, d in collected.decisions.items():
+        t = d["timings_ms"]
+        total = collected.decision_timestamps_ms[pid] - d["source"]["timestamp_ms"] - t["model"]
+        serve_wait = max(t["inference"] - t["model"], 0.0)
+        worker = t["decode"] + t["cache"] + t["policy"]
+        added.append(total)
+        parts["serve_wait"].append(serve_wait)
+        parts["worker"].append(worker)
+        parts["kafka_and_loop"].append(total - serve_wait - worker)
+    p50, p99 = _percentiles(added)
+    breakdown = {}
+    for name, values in parts.items():
+        part50, part99 = _percentiles(values)
+        breakdown[name] = {"p50": part50, "p99": part99}
+    return {"p50": p50, "p99": p99, "parts": breakdown}
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
+    return float(p50), float(p99)
 
 
 class NoopScorer:

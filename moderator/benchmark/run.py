@@ -153,6 +153,18 @@ def render(console: Console, r: dict[str, Any]) -> None:
         "≤ 5 ms",
     )
     table.add_row("added latency p99 at 50% load", f"{lat['p99']:.1f} ms", "", "≤ 20 ms")
+    for part, label in (
+        ("serve_wait", "Serve call minus compute"),
+        ("worker", "decode + cache + policy"),
+        ("kafka_and_loop", "Kafka hops + worker loop"),
+    ):
+        figures = lat["parts"][part]
+        table.add_row(
+            f"  of which {label}",
+            f"{figures['p50']:.1f} / {figures['p99']:.1f} ms",
+            "p50 / p99",
+            "",
+        )
     table.add_row(
         "repost speed-up ÷ predicted",
         f"{r['repost_speedup_ratio']:.2f}",
