@@ -84,7 +84,7 @@ def demo(
 @app.command()
 def bench(
     config: ConfigOption = None,
-    posts: Annotated[int, typer.Option(help="Posts per pipeline run.")] = 512,
+    posts: Annotated[int, typer.Option(help="Posts per pipeline run.")] = 1536,
     ingest_posts: Annotated[int, typer.Option(help="Posts for the no-op ingest run.")] = 30_000,
     out: Annotated[Path, typer.Option(help="Where bench.json and logs go.")] = Path(
         "bench-results"

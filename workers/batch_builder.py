@@ -96,6 +96,7 @@ def build_request(
         caption_index=caption_index,
         texts=[first_caption[k] for k in texts.to_encode],
         cached_text_embeddings=_stack([text_hits[k] for k in texts.cached], (text_dim,)),
+        image_keys=list(images.to_encode),
     )
     return BuiltRequest(
         request=request,

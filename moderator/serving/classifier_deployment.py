@@ -19,6 +19,7 @@ from ray.serve import Application
 
 from moderator.model import InferenceOptions, Precision, load_model
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
+from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.scoring import merge_requests, model_info, score_request, split_response
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ class ClassifierArgs(BaseModel):
     max_queued_requests: int = Field(
         default=64, ge=-1, description="Beyond this, callers get BackPressureError (-1: no cap)."
     )
+    recent_embeddings: int = Field(
+        default=4096,
+        ge=0,
+        description="Embeddings per kind the replica remembers, to reuse for reposts whose"
+        " original is still in flight (not yet in Redis); 0 turns it off.",
+    )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     autoscaling: AutoscalingArgs | None = None
 
@@ -76,10 +83,15 @@ class ClassifierArgs(BaseModel):
 @serve.deployment(name=DEPLOYMENT_NAME)
 class ClassifierDeployment:
     def __init__(
-        self, checkpoint: str | None, torch_threads: int, precision: Precision = "fp32"
+        self,
+        checkpoint: str | None,
+        torch_threads: int,
+        precision: Precision = "fp32",
+        recent_embeddings: int = 4096,
     ) -> None:
         torch.set_num_threads(torch_threads)
         self.model = load_model(checkpoint, InferenceOptions(precision=precision))
+        self.recent = RecentEmbeddings(recent_embeddings)
         self.info = model_info(self.model)
         logger.info(
             "loaded model %s with categories %s", self.info.model_version, self.info.categories
@@ -105,7 +117,7 @@ class ClassifierDeployment:
         merged, rows = merge_requests(
             requests, self.info.image_embedding_dim, self.info.text_embedding_dim
         )
-        return split_response(score_request(self.model, merged), requests, rows)
+        return split_response(score_request(self.model, merged, self.recent), requests, rows)
 
 
 def build_app(args: ClassifierArgs) -> Application:
@@ -121,5 +133,8 @@ def build_app(args: ClassifierArgs) -> Application:
     else:
         options["num_replicas"] = args.num_replicas
     return ClassifierDeployment.options(**options).bind(  # type: ignore[attr-defined]
-        str(args.checkpoint) if args.checkpoint else None, args.torch_threads, args.precision
+        str(args.checkpoint) if args.checkpoint else None,
+        args.torch_threads,
+        args.precision,
+        args.recent_embeddings,
     )

@@ -9,7 +9,7 @@ tables, so a repost inside a batch is encoded once and a cached one not at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class ScoreRequest:
     caption_index: list[int]  # per row: NO_TEXT or an index into the text table
     texts: list[str]  # T normalised captions: text table entries 0..T-1, to encode
     cached_text_embeddings: np.ndarray  # [L, Dt] float32: text table entries T..T+L-1
+    # Content hash of each pixels row (the Redis cache key); lets the replica reuse an
+    # embedding it computed lately. Empty: no reuse, every row is encoded.
+    image_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.image_index) != len(self.caption_index):

@@ -9,6 +9,7 @@ import numpy as np
 
 from moderator.model import ModerationModel
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
+from moderator.serving.recent import RecentEmbeddings
 
 
 def model_info(model: ModerationModel) -> ModelInfo:
@@ -21,19 +22,34 @@ def model_info(model: ModerationModel) -> ModelInfo:
     )
 
 
-def score_request(model: ModerationModel, request: ScoreRequest) -> ScoreResponse:
-    """Encode the images and captions that need it, then score every row of the batch."""
+def score_request(
+    model: ModerationModel, request: ScoreRequest, recent: RecentEmbeddings | None = None
+) -> ScoreResponse:
+    """Encode the images and captions that need it, then score every row of the batch.
+
+    With `recent`, images (by request.image_keys) and captions (by their text) that the
+    replica encoded lately, or that repeat within the batch, are not encoded again.
+    """
     image_dim, text_dim = model.image_embedding_dim, model.text_embedding_dim
+    pixels, texts = request.pixels, request.texts
     started = time.perf_counter()
-    if len(request.pixels):
-        new_images = model.embed_images(request.pixels)
-    else:
+    if not len(pixels):
         new_images = np.zeros((0, image_dim), dtype=np.float32)
-    images_done = time.perf_counter()
-    if request.texts:
-        new_texts = model.embed_texts(request.texts)
+    elif recent is not None and len(request.image_keys) == len(pixels):
+        new_images = recent.embed(
+            "image", request.image_keys, lambda rows: model.embed_images(pixels[rows]), image_dim
+        )
     else:
+        new_images = model.embed_images(pixels)
+    images_done = time.perf_counter()
+    if not texts:
         new_texts = np.zeros((0, text_dim), dtype=np.float32)
+    elif recent is not None:
+        new_texts = recent.embed(
+            "text", texts, lambda rows: model.embed_texts([texts[i] for i in rows]), text_dim
+        )
+    else:
+        new_texts = model.embed_texts(texts)
     texts_done = time.perf_counter()
 
     image, has_image = _gather(
@@ -100,6 +116,10 @@ def merge_requests(
         cached_text_embeddings=np.concatenate(
             [r.cached_text_embeddings.reshape(-1, text_dim) for r in requests]
         ),
+        # Keys only when every request has them: they must line up with the merged pixels.
+        image_keys=[k for r in requests for k in r.image_keys]
+        if all(len(r.image_keys) == len(r.pixels) for r in requests)
+        else [],
     )
     return merged, [len(r) for r in requests]
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from moderator.serving.classifier_deployment import ClassifierArgs
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
+from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.scoring import merge_requests, score_request, split_response
 
 DIM = 3
@@ -119,3 +120,57 @@ def test_rows_must_agree() -> None:
 def test_max_ongoing_requests_must_cover_the_batch() -> None:
     with pytest.raises(ValidationError, match="silently caps"):
         ClassifierArgs(max_ongoing_requests=2, batching={"max_batch_size": 4})  # type: ignore[arg-type]
+
+
+def _keyed(pixel_values: list[int], texts: list[str]) -> ScoreRequest:
+    rows = max(len(pixel_values), len(texts))
+    request = _request(
+        [i if i < len(pixel_values) else NO_IMAGE for i in range(rows)],
+        pixel_values,
+        [],
+        [i if i < len(texts) else NO_TEXT for i in range(rows)],
+        texts,
+        [],
+    )
+    request.image_keys = [f"sha-{v}" for v in pixel_values]
+    return request
+
+
+def test_replica_reuses_embeddings_of_in_flight_reposts() -> None:
+    """A repost whose original is still in flight (not yet in Redis) is not encoded again."""
+    model = ArithmeticModel()
+    recent = RecentEmbeddings(capacity=8)
+    first = score_request(model, _keyed([10, 20], ["a", "bb"]), recent)
+    assert (model.images_encoded, model.texts_encoded) == (2, 2)
+    # The next batch repeats one image and one caption, and repeats a new one within itself.
+    requests = [_keyed([20, 30], ["bb", "ccc"]), _keyed([30], ["ccc"])]
+    merged, rows = merge_requests(requests, DIM, TEXT_DIM)
+    assert merged.image_keys == ["sha-20", "sha-30", "sha-30"]
+    parts = split_response(score_request(model, merged, recent), requests, rows)
+    assert (model.images_encoded, model.texts_encoded) == (3, 3)
+    assert recent.reused == 4
+    fresh = ArithmeticModel()
+    for request, part in zip(requests, parts, strict=True):
+        alone = score_request(fresh, request)  # no memory: encodes everything
+        np.testing.assert_array_equal(part.scores, alone.scores)
+        np.testing.assert_array_equal(part.new_image_embeddings, alone.new_image_embeddings)
+        np.testing.assert_array_equal(part.new_text_embeddings, alone.new_text_embeddings)
+    np.testing.assert_array_equal(first.new_image_embeddings[1], parts[0].new_image_embeddings[0])
+
+
+def test_replica_memory_is_bounded_and_optional() -> None:
+    model = ArithmeticModel()
+    recent = RecentEmbeddings(capacity=2)
+    for value in (1, 2, 3):
+        score_request(model, _keyed([value], []), recent)
+    score_request(model, _keyed([1], []), recent)  # evicted (least recent): encoded again
+    assert model.images_encoded == 4
+    score_request(model, _keyed([3], []), recent)
+    assert model.images_encoded == 4
+    unkeyed = _request([0], [3], [], [NO_TEXT], [], [])
+    score_request(model, unkeyed, recent)  # no keys: nothing to look up, encoded
+    assert model.images_encoded == 5
+    off = RecentEmbeddings(capacity=0)
+    score_request(model, _keyed([3, 3], []), off)  # still deduplicated within the batch
+    score_request(model, _keyed([3], []), off)
+    assert model.images_encoded == 7
