@@ -25,5 +25,12 @@ fi
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "$VENV/bin/pip" install --quiet "torch==${TORCH_VERSION}"
 fi
-"$VENV/bin/pip" install --quiet -e '.[dev]'
+# Editable install: code changes need no reinstall, only a changed pyproject.toml does
+# (skipping pip's ~13 s dependency check on every demo and test run).
+stamp="$VENV/.moderator-pyproject.sha256"
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  "$VENV/bin/pip" install --quiet -e '.[dev]'
+  echo "$wanted" > "$stamp"
+fi
 echo "set-up done: $VENV"
