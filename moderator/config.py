@@ -34,6 +34,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
+_TLS_FIELDS = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
 class KafkaSettings(_Section):
     # Errors never echo the input: this section holds secrets.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
@@ -69,27 +73,20 @@ class KafkaSettings(_Section):
         # A setting the protocol would ignore is refused: SASL credentials with PLAINTEXT would
         # otherwise connect unauthenticated and unencrypted without a word.
         protocol = self.security_protocol
-        if not protocol.startswith("SASL_"):
-            sasl = [
-                name
-                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
-                if getattr(self, name) is not None
-            ]
-            if sasl:
+        for used, names, kind, protocols in (
+            (
+                protocol.startswith("SASL_"),
+                _SASL_FIELDS,
+                "SASL settings",
+                "SASL_PLAINTEXT or SASL_SSL",
+            ),
+            (protocol.endswith("SSL"), _TLS_FIELDS, "TLS files", "SSL or SASL_SSL"),
+        ):
+            unused = [name for name in names if getattr(self, name) is not None]
+            if unused and not used:
                 raise ValueError(
-                    f"{', '.join(sasl)} set but security_protocol is {protocol}: SASL settings "
-                    "are used only with SASL_PLAINTEXT or SASL_SSL"
-                )
-        if not protocol.endswith("SSL"):
-            tls = [
-                name
-                for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
-                if getattr(self, name) is not None
-            ]
-            if tls:
-                raise ValueError(
-                    f"{', '.join(tls)} set but security_protocol is {protocol}: TLS files are "
-                    "used only with SSL or SASL_SSL"
+                    f"{', '.join(unused)} set but security_protocol is {protocol}: {kind} "
+                    f"are used only with {protocols}"
                 )
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ValueError("ssl_keyfile set without ssl_certfile (the client certificate)")

@@ -133,10 +133,8 @@ class ImageFetcher:
 
     def _host_allowed(self, host: str) -> bool:
         for pattern in self.settings.allowed_hosts:
-            if pattern.startswith("*."):
-                if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                    return True
-            elif host == pattern:
+            # "*.example.com" matches subdomains only: the host must end with ".example.com".
+            if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
                 return True
         return False
 
