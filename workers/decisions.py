@@ -1,15 +1,23 @@
-"""Scores + policy → Decision records for one scored batch."""
+"""Scores + policy → decision records for one scored batch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
 from moderator.ingest import DecodedPost
 from moderator.policy import PolicyService
-from moderator.schema import Decision, SourceRef
+from moderator.schema import DECISION_SCHEMA_VERSION
 from moderator.serving import ScoreResponse
+
+# One decision as it goes on the wire: the fields of moderator.schema.Decision, in its
+# order, as plain JSON-ready values. Built without pydantic: validating our own output cost
+# ~30 µs of the ~240 µs a post takes in the no-op ingest profile (docs/throughput.md).
+# tests/unit/test_worker_decisions.py checks that every record validates as a Decision.
+DecisionRecord = dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -24,35 +32,36 @@ def make_decisions(
     cache_hits: list[list[str]],
     policy: PolicyService,
     timings_ms: dict[str, float],
-) -> list[Decision]:
-    """One validated Decision per valid post (pydantic-core validation is cheaper than
-    pydantic's pure-Python model_construct here)."""
-    decisions = []
-    for row, item in enumerate(valid):
-        scores = {
-            c: round(float(s), 6)
-            for c, s in zip(response.categories, response.scores[row], strict=True)
-        }
-        result = policy.decide_post(item.decoded, scores, item.record.timestamp)
+) -> list[DecisionRecord]:
+    """One decision record per valid post, in `valid` order."""
+    categories = response.categories
+    # Rounded once per batch: a re-delivered post gets byte-identical scores.
+    rows = np.round(response.scores.astype(np.float64), 6).tolist()
+    decisions: list[DecisionRecord] = []
+    for row, item in zip(rows, valid, strict=True):
+        scores = dict(zip(categories, row, strict=True))
+        post, record = item.decoded.post, item.record
+        result = policy.decide_post(item.decoded, scores, record.timestamp)
         decisions.append(
-            Decision(
-                post_id=item.decoded.post.post_id,
-                author_id=item.decoded.post.author_id,
-                action=result.action,
-                labels=result.labels,
-                scores=scores,
-                rules_fired=result.rules_fired,
-                shadow_rules=result.shadow_rules,
-                policy_version=result.policy_version,
-                model_version=response.model_version,
-                cache_hits=list(cache_hits[row]),
-                timings_ms=dict(timings_ms),
-                source=SourceRef(
-                    topic=item.record.topic,
-                    partition=item.record.partition,
-                    offset=item.record.offset,
-                    timestamp_ms=item.record.timestamp,
-                ),
-            )
+            {
+                "schema_version": DECISION_SCHEMA_VERSION,
+                "post_id": post.post_id,
+                "author_id": post.author_id,
+                "action": result.action.value,
+                "labels": list(result.labels),
+                "scores": scores,
+                "rules_fired": list(result.rules_fired),
+                "shadow_rules": list(result.shadow_rules),
+                "policy_version": result.policy_version,
+                "model_version": response.model_version,
+                "cache_hits": list(cache_hits[len(decisions)]),
+                "timings_ms": dict(timings_ms),
+                "source": {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "timestamp_ms": record.timestamp,
+                },
+            }
         )
     return decisions

@@ -23,7 +23,7 @@ from kafka.errors import KafkaError
 
 from moderator import metrics
 from moderator.policy import CompiledPolicy
-from moderator.schema import Decision
+from workers.decisions import DecisionRecord
 
 logger = logging.getLogger(__name__)
 decision_logger = logging.getLogger(f"{__name__}.decisions")
@@ -85,16 +85,17 @@ def publish_policy(policy: CompiledPolicy) -> None:
     )
 
 
-def log_decision(decision: Decision) -> None:
+def log_decision(decision: DecisionRecord) -> None:
     """One structured line: what was decided and by which versions (no content, no author)."""
+    source = decision["source"]
     line = {
-        "post_id": decision.post_id,
-        "action": decision.action.value,
-        "labels": decision.labels,
-        "rules": decision.rules_fired,
-        "shadow_rules": decision.shadow_rules,
-        "policy_version": decision.policy_version,
-        "model_version": decision.model_version,
-        "source": f"{decision.source.topic}-{decision.source.partition}@{decision.source.offset}",
+        "post_id": decision["post_id"],
+        "action": decision["action"],
+        "labels": decision["labels"],
+        "rules": decision["rules_fired"],
+        "shadow_rules": decision["shadow_rules"],
+        "policy_version": decision["policy_version"],
+        "model_version": decision["model_version"],
+        "source": f"{source['topic']}-{source['partition']}@{source['offset']}",
     }
     decision_logger.info("decision %s", orjson.dumps(line).decode())

@@ -6,7 +6,15 @@ fails when the committed files drift from the models.
 """
 
 from moderator.schema.deadletter import DeadLetter
-from moderator.schema.decision import Action, Decision, SourceRef
+from moderator.schema.decision import DECISION_SCHEMA_VERSION, Action, Decision, SourceRef
 from moderator.schema.post import POST_SCHEMA_VERSION, Post
 
-__all__ = ["POST_SCHEMA_VERSION", "Action", "DeadLetter", "Decision", "Post", "SourceRef"]
+__all__ = [
+    "DECISION_SCHEMA_VERSION",
+    "POST_SCHEMA_VERSION",
+    "Action",
+    "DeadLetter",
+    "Decision",
+    "Post",
+    "SourceRef",
+]

@@ -1,15 +1,17 @@
-"""Decisions as the worker builds them round-trip through the Decision schema exactly."""
+"""Decision records as the worker builds them (plain dicts, no pydantic on the hot path)
+validate as the Decision contract and carry every field it has."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import numpy as np
+import orjson
 from kafka.consumer.fetcher import ConsumerRecord
 
 from moderator.ingest import DecodedPost
 from moderator.policy import PolicyService, load_policy
-from moderator.schema import Decision, Post
+from moderator.schema import Action, Decision, Post
 from moderator.serving import ScoreResponse
 from tests.paths import DEFAULT_POLICY
 from workers.decisions import ValidPost, make_decisions
@@ -62,10 +64,15 @@ def test_constructed_decisions_validate_and_serialise_like_validated_ones() -> N
         score_ms=2.0,
     )
     decisions = make_decisions(posts, response, [[], ["image", "text"]], policy, {"decode": 1.0})
-    for decision in decisions:
-        wire = decision.model_dump_json()
-        assert Decision.model_validate_json(wire).model_dump_json() == wire
-    assert decisions[0].action.value == "allow"
-    assert decisions[1].action.severity > decisions[0].action.severity
-    assert decisions[1].source.partition == 2 and decisions[1].source.offset == 1
-    assert (decisions[0].cache_hits, decisions[1].cache_hits) == ([], ["image", "text"])
+    for record in decisions:
+        assert list(record) == list(Decision.model_fields)  # no field missing, same order
+        wire = orjson.dumps(record)
+        validated = Decision.model_validate_json(wire)
+        assert orjson.loads(validated.model_dump_json()) == orjson.loads(wire)
+    first, second = (Decision.model_validate(d) for d in decisions)
+    assert first.action is Action.ALLOW
+    assert second.action.severity > first.action.severity
+    assert second.source.partition == 2 and second.source.offset == 1
+    assert (first.cache_hits, second.cache_hits) == ([], ["image", "text"])
+    assert second.scores["violence"] == 0.97  # float32 0.97 rounded to 6 places
+    assert first.timings_ms == {"decode": 1.0}
