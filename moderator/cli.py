@@ -85,7 +85,11 @@ def demo(
 def bench(
     config: ConfigOption = None,
     posts: Annotated[int, typer.Option(help="Posts per pipeline run.")] = 1536,
-    ingest_posts: Annotated[int, typer.Option(help="Posts for the no-op ingest run.")] = 30_000,
+    ingest_posts: Annotated[int, typer.Option(help="Posts for each no-op ingest run.")] = 100_000,
+    ingest_processes: Annotated[
+        int,
+        typer.Option(help="Worker processes for the second ingest run (default: CPU cores)."),
+    ] = 0,
     out: Annotated[Path, typer.Option(help="Where bench.json and logs go.")] = Path(
         "bench-results"
     ),
@@ -94,7 +98,10 @@ def bench(
     from moderator.benchmark.run import run_bench
 
     _logging(False)
-    run_bench(_settings(config), posts, ingest_posts, out, console)
+    import os
+
+    processes = ingest_processes or os.cpu_count() or 1
+    run_bench(_settings(config), posts, ingest_posts, processes, out, console)
 
 
 @app.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,6 @@ from moderator.demo.collect import Collected, collect
 from moderator.demo.run import produce_samples
 from moderator.demo.samples import SampleRecord
 from moderator.demo.stack import WorkerProcess, create_topics
-from moderator.io import create_consumer, create_producer
-from moderator.policy import load_policy
-from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
-from workers.moderation_worker import ModerationWorker
 
 
 def fresh_topics(settings: Settings) -> Settings:
@@ -136,59 +131,3 @@ def added_latency_ms(collected: Collected) -> dict[str, Any]:
 def _percentiles(values: list[float]) -> tuple[float, float]:
     p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
     return float(p50), float(p99)
-
-
-class NoopScorer:
-    """A model that returns zeros instantly: measures everything but the model."""
-
-    def __init__(self, categories: list[str]) -> None:
-        self.categories = categories
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            "noop", self.categories, image_size=224, image_embedding_dim=8, text_embedding_dim=8
-        )
-
-    def score(self, request: ScoreRequest) -> ScoreResponse:
-        scores = np.zeros((len(request), len(self.categories)), dtype=np.float32)
-        return ScoreResponse(
-            "noop",
-            self.categories,
-            scores,
-            new_image_embeddings=np.zeros((len(request.pixels), 8), np.float32),
-            new_text_embeddings=np.zeros((len(request.texts), 8), np.float32),
-            image_encode_ms=0.0,
-            text_encode_ms=0.0,
-            score_ms=0.0,
-        )
-
-
-def run_ingest(settings: Settings, samples: list[SampleRecord]) -> float:
-    """Posts/s through Kafka, validation, policy and produce with a no-op model (in-process)."""
-    settings = fresh_topics(settings)
-    create_topics(settings)
-    produce_samples(settings, samples, Console(quiet=True))
-    policy = load_policy(settings.policy_path)
-    worker = ModerationWorker(
-        settings,
-        create_consumer(settings.kafka),
-        create_producer(settings.kafka),
-        NoopScorer(list(policy.categories)),
-        policy,
-        cache=None,
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 600
-    while worker.stats.consumed == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    started, first = time.perf_counter(), worker.stats.decided
-    while worker.stats.decided < len(samples) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join(timeout=60)
-    worker.consumer.close(autocommit=False)
-    worker.producer.close()
-    return (worker.stats.decided - first) / elapsed

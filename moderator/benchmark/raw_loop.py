@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -81,4 +81,11 @@ def run_raw_loop(
         image_encode_ms_per_image=image_ms / max(images, 1),
         text_encode_ms_per_caption=text_ms / max(captions, 1),
         rest_ms_per_post=(elapsed * 1000 - image_ms - text_ms) / posts,
+    )
+
+
+def mean_result(first: RawLoopResult, last: RawLoopResult) -> RawLoopResult:
+    """The mean of two raw-loop runs (before and after the pipeline runs)."""
+    return RawLoopResult(
+        **{f.name: (getattr(first, f.name) + getattr(last, f.name)) / 2 for f in fields(first)}
     )

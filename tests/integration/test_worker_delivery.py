@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from moderator.benchmark.ingest import run_ingest
 from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.demo.samples import SampleRecord, sample_stream
@@ -219,3 +220,11 @@ def test_slow_model_pauses_partitions_without_rebalance_or_loss(
     assert worker.stats.pauses >= 1
     assert worker.stats.rebalances == 0
     assert committed_offsets(settings) == ends
+
+
+def test_bench_ingest_drains_the_topic_with_worker_processes(isolated_settings: Settings) -> None:
+    """`moderator bench`'s no-op ingest run: real worker processes on the real broker."""
+    samples = sample_stream(3000, seed=5, image_share=0.0, malformed_share=0.0, run_id="ingest")
+    result = run_ingest(isolated_settings, samples, processes=1)
+    assert result.decided == len(samples)
+    assert result.posts_per_s > 0 and result.window_s > 0
