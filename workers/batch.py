@@ -47,7 +47,11 @@ class Batch:
     decode_ms: float = 0.0
     cache_ms: float = 0.0
     submitted_at: float = field(default_factory=time.perf_counter)
+    scored_at: float | None = None  # perf_counter when the model answered (set by its thread)
     produce_started: float | None = None  # perf_counter when its decisions were sent
+
+    def mark_scored(self, _: Future[ScoreResponse]) -> None:
+        self.scored_at = time.perf_counter()
 
     @property
     def scored(self) -> bool:

@@ -186,6 +186,7 @@ class ModerationWorker:
             metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
             metrics.BATCH_SIZE.observe(len(batch.valid))
             batch.scoring = self._executor.submit(self.scorer.score, batch.built.request)
+            batch.scoring.add_done_callback(batch.mark_scored)
         else:
             batch.produced = True
         self.in_flight.append(batch)
@@ -250,7 +251,9 @@ class ModerationWorker:
         assert batch.scoring is not None and batch.built is not None
         response = batch.scoring.result()
         scored = time.perf_counter()
-        inference_ms = (scored - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
+        # Until the model answered; the loop's turn after that is reported apart ("loop").
+        answered = batch.scored_at if batch.scored_at is not None else scored
+        inference_ms = (answered - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
         metrics.STAGE_SECONDS.labels(stage="inference").observe(max(inference_ms, 0) / 1000)
         if self.cache is not None:
             built = batch.built
@@ -266,6 +269,7 @@ class ModerationWorker:
             "decode": round(batch.decode_ms, 3),
             "cache": round(batch.cache_ms, 3),
             "inference": round(inference_ms, 3),
+            "loop": round((scored - answered) * 1000, 3),
             # Pure compute inside the replica (the merged batch's forward passes).
             "model": round(response.encode_ms + response.score_ms, 3),
         }

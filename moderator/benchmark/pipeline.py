@@ -105,21 +105,24 @@ def added_latency_ms(collected: Collected) -> dict[str, Any]:
 
     Parts (p50 and p99 of each, per post): `serve_wait` = the Serve call minus the replica's
     compute (queueing behind other batches, @serve.batch's wait, Ray transport);
-    `worker` = decode + cache lookup + policy for the post's batch; `kafka_and_loop` = the
-    rest: producer linger and broker append of the post, the consumer's fetch, and the worker
-    loop's turn between a finished call and producing the decision.
+    `worker` = decode + cache lookup + policy for the post's batch; `loop` = from the model's
+    answer to the worker loop taking it up (a poll in progress finishes first); `kafka` = the
+    rest: producer linger and broker append of the post and of its decision, the consumer's
+    fetch.
     """
-    parts: dict[str, list[float]] = {"serve_wait": [], "worker": [], "kafka_and_loop": []}
+    parts: dict[str, list[float]] = {"serve_wait": [], "worker": [], "loop": [], "kafka": []}
     added = []
     for pid, d in collected.decisions.items():
         t = d["timings_ms"]
         total = collected.decision_timestamps_ms[pid] - d["source"]["timestamp_ms"] - t["model"]
         serve_wait = max(t["inference"] - t["model"], 0.0)
         worker = t["decode"] + t["cache"] + t["policy"]
+        loop = t.get("loop", 0.0)
         added.append(total)
         parts["serve_wait"].append(serve_wait)
         parts["worker"].append(worker)
-        parts["kafka_and_loop"].append(total - serve_wait - worker)
+        parts["loop"].append(loop)
+        parts["kafka"].append(total - serve_wait - worker - loop)
     p50, p99 = _percentiles(added)
     breakdown = {}
     for name, values in parts.items():
