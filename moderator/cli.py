@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -88,7 +89,9 @@ def bench(
     ingest_posts: Annotated[int, typer.Option(help="Posts for each no-op ingest run.")] = 100_000,
     ingest_processes: Annotated[
         int,
-        typer.Option(help="Worker processes for the second ingest run (default: CPU cores)."),
+        typer.Option(
+            min=0, help="Worker processes for the second ingest run (default: CPU cores)."
+        ),
     ] = 0,
     out: Annotated[Path, typer.Option(help="Where bench.json and logs go.")] = Path(
         "bench-results"
@@ -98,8 +101,6 @@ def bench(
     from moderator.benchmark.run import run_bench
 
     _logging(False)
-    import os
-
     processes = ingest_processes or os.cpu_count() or 1
     run_bench(_settings(config), posts, ingest_posts, processes, out, console)
 

@@ -14,6 +14,7 @@ from kafka.producer.future import FutureRecordMetadata
 from moderator.serving import ScoreResponse
 from workers.batch_builder import BuiltRequest
 from workers.decisions import ValidPost
+from workers.scorer import BatchScorer
 
 
 class OutputKind(Enum):
@@ -47,11 +48,16 @@ class Batch:
     decode_ms: float = 0.0
     cache_ms: float = 0.0
     submitted_at: float = field(default_factory=time.perf_counter)
-    scored_at: float | None = None  # perf_counter when the model answered (set by its thread)
+    scored_at: float | None = None  # perf_counter when the model answered
     produce_started: float | None = None  # perf_counter when its decisions were sent
 
-    def mark_scored(self, _: Future[ScoreResponse]) -> None:
+    def score(self, scorer: BatchScorer) -> ScoreResponse:
+        """Run on a scorer thread; stamps the answer before the future completes, so the
+        loop always sees the stamp once `scored` is true."""
+        assert self.built is not None
+        response = scorer.score(self.built.request)
         self.scored_at = time.perf_counter()
+        return response
 
     @property
     def scored(self) -> bool:

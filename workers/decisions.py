@@ -38,7 +38,7 @@ def make_decisions(
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
     rows = np.round(response.scores.astype(np.float64), 6).tolist()
     decisions: list[DecisionRecord] = []
-    for row, item in zip(rows, valid, strict=True):
+    for row, item, hits in zip(rows, valid, cache_hits, strict=True):
         scores = dict(zip(categories, row, strict=True))
         post, record = item.decoded.post, item.record
         result = policy.decide_post(item.decoded, scores, record.timestamp)
@@ -54,7 +54,7 @@ def make_decisions(
                 "shadow_rules": list(result.shadow_rules),
                 "policy_version": result.policy_version,
                 "model_version": response.model_version,
-                "cache_hits": list(cache_hits[len(decisions)]),
+                "cache_hits": list(hits),
                 "timings_ms": dict(timings_ms),
                 "source": {
                     "topic": record.topic,

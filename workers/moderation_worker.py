@@ -185,8 +185,7 @@ class ModerationWorker:
             batch.cache_ms = (time.perf_counter() - decoded) * 1000
             metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
             metrics.BATCH_SIZE.observe(len(batch.valid))
-            batch.scoring = self._executor.submit(self.scorer.score, batch.built.request)
-            batch.scoring.add_done_callback(batch.mark_scored)
+            batch.scoring = self._executor.submit(batch.score, self.scorer)
         else:
             batch.produced = True
         self.in_flight.append(batch)
