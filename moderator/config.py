@@ -67,6 +67,11 @@ class KafkaSettings(_Section):
     # data arrives; Tansu 0.6 holds every fetch for the whole wait (p50 190 ms from produce to
     # poll at 500 ms, 6 ms at 100 ms, measured), so 100 ms rather than kafka-python's 500.
     fetch_max_wait_ms: int = Field(default=100, ge=0)
+    # Codec of the decision, review and dead-letter batches this worker produces; consuming
+    # reads every codec whatever this says. lz4, measured with bench/codec_bench.py
+    # (docs/throughput.md, Kafka compression): batches 0.37x the bytes of none, produce and
+    # read-back no slower, ~1 us more CPU per decision. zstd: 0.24x the bytes, ~5 us more.
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
 
     @model_validator(mode="after")
     def _security_settings_match_protocol(self) -> KafkaSettings:
@@ -221,6 +226,15 @@ class WorkerSettings(_Section):
         default=5_000, ge=1, description="Records polled and not yet acknowledged, at most."
     )
     commit_interval_ms: int = Field(default=200, ge=0, description="Least time between commits.")
+    stuck_retry_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="First back-off before re-reading a partition held at a record batch the"
+        " worker cannot read (missing codec, corrupt batch); doubles on each failure.",
+    )
+    stuck_retry_max_s: float = Field(
+        default=60.0, gt=0, description="Longest back-off between such re-reads."
+    )
     log_decisions: bool = Field(
         default=False,
         description="Log one JSON line per decision (post id, action, labels, rules, versions;"

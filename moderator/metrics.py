@@ -30,6 +30,8 @@ CACHE_KINDS = ("image", "text")
 CACHE_RESULTS = ("hit", "miss", "corrupt", "error")
 RELOAD_OUTCOMES = ("ok", "invalid")
 COMMIT_OUTCOMES = ("ok", "failed")
+# Why a fetched record batch could not be read (moderator.io.unreadable.UnreadableReason).
+UNREADABLE_REASONS = ("unsupported_codec", "corrupt_batch", "undecodable_batch")
 RULE_MODES = ("live", "shadow")
 
 # -- flow through the worker ---------------------------------------------------------------
@@ -83,6 +85,18 @@ PAUSED_PARTITIONS = Gauge(
     "moderator_paused_partitions", "Assigned partitions paused for backpressure."
 )
 COMMITS = Counter("moderator_offset_commits_total", "Offset commits by outcome.", ["outcome"])
+POLL_ERRORS = Counter(
+    "moderator_poll_errors_total",
+    "Record batches poll could not read, by reason: the partition is paused at the batch and"
+    " retried with back-off, never skipped.",
+    ["reason"],
+)
+STUCK_PARTITIONS = Gauge(
+    "moderator_stuck_partitions",
+    "Assigned partitions held at a record batch the worker cannot read, by reason of the"
+    " latest failure (readiness fails meanwhile).",
+    ["reason"],
+)
 
 # -- feature cache -------------------------------------------------------------------------
 CACHE_REQUESTS = Counter(
@@ -134,6 +148,9 @@ def _declare() -> None:
         POLICY_RELOADS.labels(outcome=outcome)
     for outcome in COMMIT_OUTCOMES:
         COMMITS.labels(outcome=outcome)
+    for unreadable in UNREADABLE_REASONS:
+        POLL_ERRORS.labels(reason=unreadable)
+        STUCK_PARTITIONS.labels(reason=unreadable)
 
 
 def set_model_info(version: str) -> None:

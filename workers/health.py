@@ -14,7 +14,10 @@ class WorkerHealth:
 
     A worker whose Ray connection died (for example after the Ray cluster was replaced)
     retries forever; failing liveness after `model_unavailable_s` gets it restarted
-    with a fresh connection. Readiness: subscribed and the model answered.
+    with a fresh connection. Readiness: subscribed, alive, and no partition stuck at a
+    record batch the worker cannot read (workers/poll_guard.py). A stuck partition fails
+    readiness only: a restart cannot bring a missing codec library back or mend a corrupt
+    batch, so failing liveness would only turn it into a crash loop.
     """
 
     def __init__(self, stall_after_s: float, model_unavailable_s: float = float("inf")) -> None:
@@ -23,6 +26,7 @@ class WorkerHealth:
         self._last_beat = time.monotonic()
         self._ready = False
         self._failing_since: float | None = None
+        self._stuck: dict[str, str] = {}
 
     def model_failed(self) -> None:
         if self._failing_since is None:
@@ -37,6 +41,13 @@ class WorkerHealth:
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
 
+    def set_stuck_partitions(self, stuck: dict[str, str]) -> None:
+        """Partitions held at an unreadable batch ("topic-partition" → why); {} when none."""
+        self._stuck = dict(stuck)
+
+    def not_ready_reasons(self) -> list[str]:
+        return [f"partition {name} {why}" for name, why in sorted(self._stuck.items())]
+
     def alive(self) -> bool:
         now = time.monotonic()
         if self._failing_since is not None and now - self._failing_since > self.model_unavailable_s:
@@ -44,7 +55,7 @@ class WorkerHealth:
         return now - self._last_beat < self.stall_after_s
 
     def ready(self) -> bool:
-        return self._ready and self.alive()
+        return self._ready and self.alive() and not self._stuck
 
 
 def serve_http(health: WorkerHealth, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
@@ -59,7 +70,8 @@ def serve_http(health: WorkerHealth, port: int, host: str = "0.0.0.0") -> Thread
                 self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
             elif self.path == "/readyz":
                 ok = health.ready()
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                lines = ["ready"] if ok else ["not ready", *health.not_ready_reasons()]
+                self._send(200 if ok else 503, "\n".join([*lines, ""]).encode())
             else:
                 self._send(404, b"not found\n")
 

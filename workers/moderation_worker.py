@@ -36,6 +36,7 @@ from workers.batch_builder import build_request
 from workers.decisions import ValidPost, make_decisions
 from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
+from workers.poll_guard import PollGuard
 from workers.scorer import BatchScorer
 from workers.telemetry import WorkerTelemetry, log_decision
 
@@ -65,11 +66,13 @@ class _DrainOnRevoke(ConsumerRebalanceListener):
             # consumer.close() after run() ended: drained already, or abandoned after an
             # error (those batches stay uncommitted and are re-delivered).
             self.worker.tracker.forget(set(revoked))
+            self.worker.poll_guard.forget(revoked)
             return
         self.worker.stats.rebalances += 1
         self.worker.drain()
         self.worker.tracker.forget(set(revoked))
         self.worker.telemetry.forget(revoked)
+        self.worker.poll_guard.forget(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         logger.info("assigned %d partitions", len(assigned))
@@ -97,6 +100,10 @@ class ModerationWorker:
         self.tracker = OffsetTracker()
         self.stats = WorkerStats()
         self.health = health or WorkerHealth(stall_after_s=float("inf"))
+        # An unreadable record batch holds back its partition only, never stops the loop.
+        self.poll_guard = PollGuard(
+            consumer, self.health, settings.worker.stuck_retry_s, settings.worker.stuck_retry_max_s
+        )
         self.in_flight: list[Batch] = []
         self.paused = False
         self._executor = ThreadPoolExecutor(
@@ -133,7 +140,7 @@ class ModerationWorker:
                 timeout = 5 if self.in_flight else worker.poll_timeout_ms
                 if self.paused and self._wait_for_a_scored_batch(0.05):
                     timeout = 0  # paused: nothing to fetch, so sleep on the model, not on poll
-                polled = self.consumer.poll(timeout_ms=timeout, max_records=worker.batch_size)
+                polled = self.poll_guard.poll(timeout, worker.batch_size, backpressure=self.paused)
                 records = [record for batch in polled.values() for record in batch]
                 if records:
                     self.submit(records)
@@ -378,14 +385,15 @@ class ModerationWorker:
             self.paused = True
             self.stats.pauses += 1
         elif not full and self.paused:
-            self.consumer.resume(*self.consumer.paused())
+            # Partitions held at an unreadable batch stay paused until their retry is due.
+            self.consumer.resume(*(self.consumer.paused() - self.poll_guard.held()))
             self.paused = False
         elif self.paused:
             # Partitions assigned by a rebalance while paused start unpaused.
             newly = self.consumer.assignment() - self.consumer.paused()
             if newly:
                 self.consumer.pause(*newly)
-        metrics.PAUSED_PARTITIONS.set(len(self.consumer.paused()))
+        metrics.PAUSED_PARTITIONS.set(len(self.consumer.paused() - self.poll_guard.held()))
 
     def commit(self, force: bool) -> None:
         now = time.monotonic()

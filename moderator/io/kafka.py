@@ -13,6 +13,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from moderator.config import KafkaSettings
 from moderator.errors import ConfigError
+from moderator.io.unreadable import guard_unreadable_batches
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def create_consumer(kafka: KafkaSettings, **overrides: Any) -> KafkaConsumer:
-    """A group consumer that never auto-commits: offsets are committed after delivery."""
+    """A group consumer that never auto-commits: offsets are committed after delivery.
+
+    A record batch it cannot read (codec library missing, corrupt) raises
+    UnreadableBatchError out of poll, naming the partition and offset.
+    """
     options = connection_options(kafka) | {
         "group_id": kafka.group_id,
         "enable_auto_commit": False,
@@ -61,7 +66,9 @@ def create_consumer(kafka: KafkaSettings, **overrides: Any) -> KafkaConsumer:
     options.update(overrides)
     if options.get("enable_auto_commit"):
         raise ConfigError("auto-commit would acknowledge posts before they are decided")
-    return KafkaConsumer(**options)
+    consumer = KafkaConsumer(**options)
+    guard_unreadable_batches(consumer)
+    return consumer
 
 
 def create_producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:
@@ -74,6 +81,7 @@ def create_producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "retries": 2**31 - 1,
         "max_in_flight_requests_per_connection": 5,
         "max_request_size": 16 * 1024 * 1024,
+        "compression_type": None if kafka.compression_type == "none" else kafka.compression_type,
     }
     options.update(overrides)
     return KafkaProducer(**options)
