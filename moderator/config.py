@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from moderator.errors import ConfigError
+from moderator.errors import PROBLEM_REASONS, ConfigError, ReasonCode
 from moderator.yamlfile import YamlFileError, load_located_yaml
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -210,8 +210,28 @@ class DecodeLimits(_Section):
     # 7 MiB of image is ~9.3 MiB of base64: inside the 10 MiB message cap.
     max_image_bytes: int = Field(default=7 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
-    allowed_image_formats: list[str] = Field(default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP"])
+    # HEIF covers HEIC (phone cameras); AVIF comes from browsers. Both decode with the same caps.
+    allowed_image_formats: list[str] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP", "HEIF", "AVIF"]
+    )
     image_urls: ImageUrlSettings = Field(default_factory=lambda: ImageUrlSettings())
+    dead_letter_problems: list[ReasonCode] = Field(
+        default_factory=list,
+        description="Post problems that dead-letter the post instead of deciding it (for "
+        "example [caption_too_long]). Empty by default: a dead-lettered post is never "
+        "moderated, so every post with a usable post_id is decided, its problems listed.",
+    )
+
+    @field_validator("dead_letter_problems")
+    @classmethod
+    def _only_post_problems(cls, codes: list[ReasonCode]) -> list[ReasonCode]:
+        records = sorted(code.value for code in codes if code not in PROBLEM_REASONS)
+        if records:
+            raise ValueError(
+                f"{', '.join(records)} always dead-letter (the record is not a post); list only "
+                f"post problems: {', '.join(sorted(c.value for c in PROBLEM_REASONS))}"
+            )
+        return codes
 
 
 class WorkerSettings(_Section):

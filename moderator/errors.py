@@ -1,7 +1,9 @@
 """Root error types and the dead-letter reason codes.
 
-Every input error a worker can meet maps to one `ReasonCode`; the code travels in
-the dead-letter record's headers so operators can count and replay by reason.
+Every input error a worker can meet maps to one `ReasonCode`. A record that is not a post
+(`RECORD_REASONS`) goes to the dead-letter topic with its code in the headers. A post with an
+odd or unusable part (`PROBLEM_REASONS`) is decided from what could be read, with the codes in
+its decision's `problems`; `limits.dead_letter_problems` can dead-letter chosen ones instead.
 """
 
 from __future__ import annotations
@@ -18,14 +20,36 @@ class ConfigError(ModeratorError):
 
 
 class ReasonCode(StrEnum):
-    """Why a record went to the dead-letter topic. Values are stable: dashboards use them."""
+    """Why a record was dead-lettered, or what was wrong with a decided post. Values are
+    stable: dashboards and policies use them."""
 
+    # -- not a post: always dead-lettered --------------------------------------------------
     MESSAGE_TOO_LARGE = "message_too_large"
     INVALID_JSON = "invalid_json"
     INVALID_UTF8 = "invalid_utf8"
     SCHEMA_VIOLATION = "schema_violation"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    # An unexpected error while parsing: a bug to report, dead-lettered so it cannot
+    # block its partition as a poison pill.
+    DECODER_ERROR = "decoder_error"
+    # -- problems of a post: decided, listed in the decision's `problems` ----------------
+    # The Kafka key is not the post_id, or a top-level field appears twice in the JSON.
     KEY_MISMATCH = "key_mismatch"
+    DUPLICATE_FIELDS = "duplicate_fields"
+    # Caption over the cap (its start is read), or not a string (read as "").
+    CAPTION_TOO_LONG = "caption_too_long"
+    CAPTION_INVALID = "caption_invalid"
+    # Characters removed from the text the model and term lists read (moderator.text).
+    CAPTION_CONTROL_CHARS = "caption_control_chars"
+    CAPTION_BIDI_OVERRIDE = "caption_bidi_override"
+    CAPTION_BIDI_ISOLATE = "caption_bidi_isolate"
+    CAPTION_INVISIBLE_CHARS = "caption_invisible_chars"
+    # lang or metadata unusable: read as absent.
+    LANG_INVALID = "lang_invalid"
+    METADATA_INVALID = "metadata_invalid"
+    # The image could not be read: the post is scored from its caption.
+    IMAGE_INVALID = "image_invalid"
+    IMAGE_SOURCE_CONFLICT = "image_source_conflict"
     BAD_BASE64 = "bad_base64"
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_FORMAT_NOT_ALLOWED = "image_format_not_allowed"
@@ -38,13 +62,31 @@ class ReasonCode(StrEnum):
     IMAGE_URL_PRIVATE_ADDRESS = "image_url_private_address"
     # DNS failure, refused connection, timeout, TLS error or a non-200 answer.
     IMAGE_FETCH_FAILED = "image_fetch_failed"
-    # An unexpected error while decoding: a bug to report, dead-lettered so it cannot
-    # block its partition as a poison pill.
-    DECODER_ERROR = "decoder_error"
+
+
+RECORD_REASONS = frozenset(
+    {
+        ReasonCode.MESSAGE_TOO_LARGE,
+        ReasonCode.INVALID_JSON,
+        ReasonCode.INVALID_UTF8,
+        ReasonCode.SCHEMA_VIOLATION,
+        ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
+        ReasonCode.DECODER_ERROR,
+    }
+)
+PROBLEM_REASONS = frozenset(ReasonCode) - RECORD_REASONS
+IMAGE_PROBLEMS = frozenset(
+    code
+    for code in PROBLEM_REASONS
+    if code.value.startswith("image_") or code.value == "bad_base64"
+)
 
 
 class InvalidPostError(ModeratorError):
-    """A record cannot be turned into a post; it goes to the dead-letter topic."""
+    """A record cannot be turned into a post, or a part of a post cannot be read.
+
+    Raised with a `RECORD_REASONS` code, the record goes to the dead-letter topic; with a
+    `PROBLEM_REASONS` code, the decoder records it as one of the post's problems."""
 
     def __init__(self, reason: ReasonCode, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")

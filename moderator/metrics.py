@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from moderator.errors import ReasonCode
+from moderator.errors import PROBLEM_REASONS, ReasonCode
 from moderator.schema import Action
 
 _LATENCY_BUCKETS = (
@@ -47,6 +47,12 @@ DECISION_LABELS = Counter(
 )
 DEAD_LETTERS = Counter(
     "moderator_dead_letters_total", "Records sent to the dead-letter topic, by reason.", ["reason"]
+)
+POST_PROBLEMS = Counter(
+    "moderator_post_problems_total",
+    "Problems of decided posts (parts read as absent, cut or cleaned), by reason code; a post "
+    "with two problems counts twice.",
+    ["reason"],
 )
 END_TO_END_SECONDS = Histogram(
     "moderator_end_to_end_latency_seconds",
@@ -139,6 +145,8 @@ def _declare() -> None:
         DECISIONS.labels(action=action.value)
     for reason in ReasonCode:
         DEAD_LETTERS.labels(reason=reason.value)
+    for reason in PROBLEM_REASONS:
+        POST_PROBLEMS.labels(reason=reason.value)
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
     for kind in CACHE_KINDS:

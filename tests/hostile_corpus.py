@@ -1,8 +1,9 @@
 """Hostile inputs, generated: every kind a public posts topic will eventually carry.
 
-Each case is a record value and the reason it must be dead-lettered with (None: a
-strange but valid post that must be decided). Shared by the unit, integration and
-fuzz tests.
+Each case is a record value (and key) with its expected outcome: dead-lettered with a
+reason (a record that is not a post), or decided with exactly the listed problems (a
+post, however odd its parts: dead-lettering it would leave it unmoderated). Shared by the
+unit, integration and fuzz tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from PIL import Image
@@ -29,6 +31,28 @@ class HostileCase:
     name: str
     value: bytes
     reason: R | None
+    """Dead-letter reason; None → decided."""
+    problems: frozenset[R] = frozenset()
+    """Problems the decision lists (decided cases)."""
+    key: bytes | None = None
+    """Kafka key; None → the post's own id (a well-formed record)."""
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Expected outcome: decided, with exactly these problems."""
+
+    problems: tuple[R, ...] = ()
+    key: bytes | None = None
+
+
+def _decided(*problems: R, key: bytes | None = None) -> Decided:
+    return Decided(problems, key)
+
+
+# A generated 64x48 image (green, a red rectangle at (8, 8)-(40, 30)), encoded once with
+# pillow-heif's HEVC encoder: the project depends on pi-heif, which only decodes.
+HEIC_SAMPLE = Path(__file__).resolve().parent / "data" / "sample.heic"
 
 
 def _post(**changes: object) -> bytes:
@@ -119,7 +143,7 @@ def _nested(depth: int) -> dict[str, object]:
     return root
 
 
-def _cases() -> list[tuple[str, Callable[[], bytes], R | None]]:
+def _cases() -> list[tuple[str, Callable[[], bytes], R | Decided | None]]:
     jpeg, png, gif, webp = (_image(f) for f in ("JPEG", "PNG", "GIF", "WEBP"))
     return [
         # Transport and JSON
@@ -159,102 +183,138 @@ def _cases() -> list[tuple[str, Callable[[], bytes], R | None]]:
         ("author_id list", lambda: _post(author_id=["a"]), R.SCHEMA_VIOLATION),
         ("created_at garbage", lambda: _post(created_at="last tuesday"), R.SCHEMA_VIOLATION),
         ("created_at object", lambda: _post(created_at={"y": 2026}), R.SCHEMA_VIOLATION),
-        ("caption number", lambda: _post(caption=12), R.SCHEMA_VIOLATION),
-        ("caption huge", lambda: _post(caption="z" * 10_001), R.SCHEMA_VIOLATION),
-        ("caption NUL", lambda: _post(caption="a\x00b"), R.SCHEMA_VIOLATION),
+        ("caption number", lambda: _post(caption=12), _decided(R.CAPTION_INVALID)),
+        ("caption huge", lambda: _post(caption="z" * 10_001), _decided(R.CAPTION_TOO_LONG)),
+        ("caption NUL", lambda: _post(caption="a\x00b"), _decided(R.CAPTION_CONTROL_CHARS)),
         (
             "caption escape sequences",
             lambda: _post(caption="\x1b[31mred\x1b[0m"),
-            R.SCHEMA_VIOLATION,
+            _decided(R.CAPTION_CONTROL_CHARS),
         ),
-        ("caption C1 control", lambda: _post(caption="a\x85b"), R.SCHEMA_VIOLATION),
-        ("caption bidi override", lambda: _post(caption="abc\u202edcb"), R.SCHEMA_VIOLATION),
-        ("caption bidi isolate", lambda: _post(caption="x\u2066y\u2069"), R.SCHEMA_VIOLATION),
-        ("lang too long", lambda: _post(lang="en-" + "x" * 100), R.SCHEMA_VIOLATION),
-        ("metadata not object", lambda: _post(metadata=[1, 2]), R.SCHEMA_VIOLATION),
-        ("metadata deeply nested", lambda: _post(metadata=_nested(50)), R.SCHEMA_VIOLATION),
+        ("caption C1 control", lambda: _post(caption="a\x85b"), _decided(R.CAPTION_CONTROL_CHARS)),
+        (
+            "caption bidi override",
+            lambda: _post(caption="abc\u202edcb"),
+            _decided(R.CAPTION_BIDI_OVERRIDE),
+        ),
+        (
+            "caption bidi isolate",
+            lambda: _post(caption="x\u2066y\u2069"),
+            _decided(R.CAPTION_BIDI_ISOLATE),
+        ),
+        ("lang too long", lambda: _post(lang="en-" + "x" * 100), _decided(R.LANG_INVALID)),
+        ("metadata not object", lambda: _post(metadata=[1, 2]), _decided(R.METADATA_INVALID)),
+        (
+            "metadata deeply nested",
+            lambda: _post(metadata=_nested(50)),
+            _decided(R.METADATA_INVALID),
+        ),
         (
             "metadata too many items",
             lambda: _post(metadata={f"k{i}": i for i in range(2000)}),
-            R.SCHEMA_VIOLATION,
+            _decided(R.METADATA_INVALID),
         ),
         ("schema_version 2", lambda: _post(schema_version=2), R.UNSUPPORTED_SCHEMA_VERSION),
         ("schema_version string", lambda: _post(schema_version="1"), R.UNSUPPORTED_SCHEMA_VERSION),
         (
             "both image sources",
             lambda: _post(image_b64="aGk=", image_url="https://x.test/a.png"),
-            R.SCHEMA_VIOLATION,
+            _decided(R.IMAGE_SOURCE_CONFLICT, R.IMAGE_CORRUPT),
         ),
         (
             "image_url while disabled",
             lambda: _post(image_url="https://x.test/a.png"),
-            R.IMAGE_URL_DISABLED,
+            _decided(R.IMAGE_URL_DISABLED),
         ),
         (
             "image_url to loopback",
             lambda: _post(image_url="http://127.0.0.1/admin"),
-            R.IMAGE_URL_DISABLED,
+            _decided(R.IMAGE_URL_DISABLED),
         ),
-        ("image_b64 number", lambda: _post(image_b64=5), R.SCHEMA_VIOLATION),
+        ("image_b64 number", lambda: _post(image_b64=5), _decided(R.IMAGE_INVALID)),
         # base64
-        ("base64 bad characters", lambda: _post(image_b64="not*base64!"), R.BAD_BASE64),
-        ("base64 bad padding", lambda: _post(image_b64="aGk"), R.BAD_BASE64),
-        ("base64 with newlines", lambda: _post(image_b64="aGVs\nbG8="), R.BAD_BASE64),
-        ("base64 url-safe alphabet", lambda: _post(image_b64="-_-_"), R.BAD_BASE64),
+        ("base64 bad characters", lambda: _post(image_b64="not*base64!"), _decided(R.BAD_BASE64)),
+        ("base64 bad padding", lambda: _post(image_b64="aGk"), _decided(R.BAD_BASE64)),
+        ("base64 with newlines", lambda: _post(image_b64="aGVs\nbG8="), _decided(R.BAD_BASE64)),
+        ("base64 url-safe alphabet", lambda: _post(image_b64="-_-_"), _decided(R.BAD_BASE64)),
         # Images
-        ("empty image", lambda: _with_image(b""), R.IMAGE_CORRUPT),
+        ("empty image", lambda: _with_image(b""), _decided(R.IMAGE_CORRUPT)),
         (
             "text instead of image",
             lambda: _with_image(b"hello, I am not a picture"),
-            R.IMAGE_CORRUPT,
+            _decided(R.IMAGE_CORRUPT),
         ),
-        ("pdf bytes", lambda: _with_image(b"%PDF-1.7\n1 0 obj<<>>endobj\n"), R.IMAGE_CORRUPT),
-        ("zip bytes", lambda: _with_image(b"PK\x03\x04" + b"\x00" * 60), R.IMAGE_CORRUPT),
-        ("truncated jpeg", lambda: _with_image(jpeg[: len(jpeg) // 2]), R.IMAGE_CORRUPT),
-        ("truncated png", lambda: _with_image(png[:60]), R.IMAGE_CORRUPT),
-        ("truncated gif", lambda: _with_image(gif[:20]), R.IMAGE_CORRUPT),
-        ("truncated webp", lambda: _with_image(webp[:30]), R.IMAGE_CORRUPT),
+        (
+            "pdf bytes",
+            lambda: _with_image(b"%PDF-1.7\n1 0 obj<<>>endobj\n"),
+            _decided(R.IMAGE_CORRUPT),
+        ),
+        ("zip bytes", lambda: _with_image(b"PK\x03\x04" + b"\x00" * 60), _decided(R.IMAGE_CORRUPT)),
+        ("truncated jpeg", lambda: _with_image(jpeg[: len(jpeg) // 2]), _decided(R.IMAGE_CORRUPT)),
+        ("truncated png", lambda: _with_image(png[:60]), _decided(R.IMAGE_CORRUPT)),
+        ("truncated gif", lambda: _with_image(gif[:20]), _decided(R.IMAGE_CORRUPT)),
+        ("truncated webp", lambda: _with_image(webp[:30]), _decided(R.IMAGE_CORRUPT)),
         (
             "png bad crc",
             lambda: _with_image(png[:29] + b"\x00\x00\x00\x00" + png[33:]),
-            R.IMAGE_CORRUPT,
+            _decided(R.IMAGE_CORRUPT),
         ),
-        ("jpeg corrupt scan", lambda: _with_image(jpeg[:200] + b"\x00" * 50), R.IMAGE_CORRUPT),
-        ("zero-size png", lambda: _with_image(_png_header(0, 0)), R.IMAGE_CORRUPT),
-        ("png decompression bomb", lambda: _with_image(_png_bomb()), R.IMAGE_TOO_MANY_PIXELS),
+        (
+            "jpeg corrupt scan",
+            lambda: _with_image(jpeg[:200] + b"\x00" * 50),
+            _decided(R.IMAGE_CORRUPT),
+        ),
+        ("zero-size png", lambda: _with_image(_png_header(0, 0)), _decided(R.IMAGE_CORRUPT)),
+        (
+            "png decompression bomb",
+            lambda: _with_image(_png_bomb()),
+            _decided(R.IMAGE_TOO_MANY_PIXELS),
+        ),
         (
             "png enormous dimensions",
             lambda: _with_image(_png_header(2**31 - 1, 2**31 - 1)),
-            R.IMAGE_TOO_MANY_PIXELS,
+            _decided(R.IMAGE_TOO_MANY_PIXELS),
         ),
         (
             "gif enormous dimensions",
             lambda: _with_image(_gif_header(65_535, 65_535)),
-            R.IMAGE_TOO_MANY_PIXELS,
+            _decided(R.IMAGE_TOO_MANY_PIXELS),
         ),
         (
             "jpeg enormous dimensions",
             lambda: _with_image(_jpeg_with_size(65_000, 65_000)),
-            R.IMAGE_TOO_MANY_PIXELS,
+            _decided(R.IMAGE_TOO_MANY_PIXELS),
         ),
         (
             "webp enormous canvas",
             lambda: _with_image(_webp_canvas(16_000, 16_000)),
-            R.IMAGE_TOO_MANY_PIXELS,
+            _decided(R.IMAGE_TOO_MANY_PIXELS),
         ),
         (
             "image over byte cap",
             lambda: _with_image(b"\xff\xd8" + b"\x00" * (LIMITS.max_image_bytes + 1)),
-            R.IMAGE_TOO_LARGE,
+            _decided(R.IMAGE_TOO_LARGE),
         ),
-        ("bmp not allowed", lambda: _with_image(_image("BMP")), R.IMAGE_FORMAT_NOT_ALLOWED),
-        ("tiff not allowed", lambda: _with_image(_image("TIFF")), R.IMAGE_FORMAT_NOT_ALLOWED),
+        (
+            "bmp not allowed",
+            lambda: _with_image(_image("BMP")),
+            _decided(R.IMAGE_FORMAT_NOT_ALLOWED),
+        ),
+        (
+            "tiff not allowed",
+            lambda: _with_image(_image("TIFF")),
+            _decided(R.IMAGE_FORMAT_NOT_ALLOWED),
+        ),
         (
             "ico not allowed",
             lambda: _with_image(_image("ICO", (32, 32))),
-            R.IMAGE_FORMAT_NOT_ALLOWED,
+            _decided(R.IMAGE_FORMAT_NOT_ALLOWED),
         ),
-        ("ppm not allowed", lambda: _with_image(_image("PPM")), R.IMAGE_FORMAT_NOT_ALLOWED),
+        (
+            "ppm not allowed",
+            lambda: _with_image(_image("PPM")),
+            _decided(R.IMAGE_FORMAT_NOT_ALLOWED),
+        ),
         # Strange but valid: these must be decided, not dead-lettered.
         ("animated gif", lambda: _with_image(_animated("GIF")), None),
         ("animated webp", lambda: _with_image(_animated("WEBP")), None),
@@ -271,8 +331,65 @@ def _cases() -> list[tuple[str, Callable[[], bytes], R | None]]:
         ("emoji and RTL caption", lambda: _post(caption="مرحبا 😀 שלום"), None),
         ("unknown top-level fields", lambda: _post(client={"app": "ios"}, flags=[1, 2]), None),
         ("empty caption, no image", lambda: _post(caption=""), None),
+        # Formats phones and browsers produce.
+        ("heic photo", lambda: _with_image(HEIC_SAMPLE.read_bytes()), None),
+        ("avif image", lambda: _with_image(_image("AVIF")), None),
+        (
+            "truncated heic",
+            lambda: _with_image(HEIC_SAMPLE.read_bytes()[:300]),
+            _decided(R.IMAGE_CORRUPT),
+        ),
+        # Evasion: decided from the text a reader sees, the hiding listed as problems.
+        (
+            "zero-width space and bidi override inside a word",
+            lambda: _post(caption="i will k\u200bi\u202el\u202cl you"),
+            _decided(R.CAPTION_BIDI_OVERRIDE, R.CAPTION_INVISIBLE_CHARS),
+        ),
+        (
+            "soft hyphens and word joiners",
+            lambda: _post(caption="ca\u00adsi\u2060no"),
+            _decided(R.CAPTION_INVISIBLE_CHARS),
+        ),
+        (
+            "tag characters after letters",
+            lambda: _post(caption="free\U000e0020\U000e0041spins"),
+            _decided(R.CAPTION_INVISIBLE_CHARS),
+        ),
+        ("cyrillic look-alike letters", lambda: _post(caption="k\u0456ll \u0430ll"), None),
+        ("fullwidth letters", lambda: _post(caption="\uff4b\uff49\uff4c\uff4c"), None),
+        ("emoji zwj sequence", lambda: _post(caption="family \U0001f468\u200d\U0001f469"), None),
+        (
+            "persian zero-width non-joiner",
+            lambda: _post(caption="\u0645\u06cc\u200c\u0634\u0648\u062f"),
+            None,
+        ),
+        (
+            "controls and an over-long caption",
+            lambda: _post(caption="\x07" + "w" * 10_500),
+            _decided(R.CAPTION_TOO_LONG, R.CAPTION_CONTROL_CHARS),
+        ),
+        # Records whose readers could disagree.
+        (
+            "caption given twice",
+            lambda: _post()[:-1] + b',"caption":"second"}',
+            _decided(R.DUPLICATE_FIELDS),
+        ),
+        (
+            "post_id repeated under an escaped name",
+            lambda: _post()[:-1] + b',"post\\u005fid":"h"}',
+            _decided(R.DUPLICATE_FIELDS),
+        ),
+        ("key is not the post_id", lambda: _post(), _decided(R.KEY_MISMATCH, key=b"another-id")),
     ]
 
 
 def hostile_cases() -> list[HostileCase]:
-    return [HostileCase(name, make(), reason) for name, make, reason in _cases()]
+    cases = []
+    for name, make, expected in _cases():
+        if isinstance(expected, Decided):
+            cases.append(
+                HostileCase(name, make(), None, frozenset(expected.problems), expected.key)
+            )
+        else:
+            cases.append(HostileCase(name, make(), expected))
+    return cases

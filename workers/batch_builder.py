@@ -1,8 +1,9 @@
 """Decoded posts → one ScoreRequest, using the feature cache and deduplicating within the batch.
 
 Images are keyed by the sha256 of their bytes, captions by the sha256 of their normalised
-text; the model encodes the normalised caption, so a cached embedding is exactly what it
-would compute for that key. One cache read covers both kinds.
+text (computed once by the decoder, moderator.text); the model encodes the normalised
+caption, so a cached embedding is exactly what it would compute for that key. One cache
+read covers both kinds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from moderator.cache import FeatureCache, FeatureKind, caption_digest, normalise_caption
+from moderator.cache import FeatureCache, FeatureKind, caption_digest
 from moderator.ingest import DecodedPost
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
 
@@ -51,7 +52,7 @@ def build_request(
     text_dim: int,
 ) -> BuiltRequest:
     image_keys = [p.image_sha256 if p.pixels is not None else None for p in posts]
-    captions = [normalise_caption(p.post.caption) for p in posts]
+    captions = [p.caption_text.text for p in posts]
     text_keys = [caption_digest(c) if c else None for c in captions]
     wanted: dict[FeatureKind, list[str]] = {
         "image": _distinct(image_keys),

@@ -52,6 +52,7 @@ def make_decisions(
                 "scores": scores,
                 "rules_fired": list(result.rules_fired),
                 "shadow_rules": list(result.shadow_rules),
+                "problems": [problem.value for problem in item.decoded.problems],
                 "policy_version": result.policy_version,
                 "model_version": response.model_version,
                 "cache_hits": list(hits),

@@ -208,12 +208,14 @@ class ModerationWorker:
         staged = []
         for record in records:
             try:
-                post = parse_post(record.value, limits)
-                if post.image_url is not None and self._fetch_pool is not None:
-                    future = self._fetch_pool.submit(load_image, post, limits, size, self._fetcher)
+                parsed = parse_post(record.value, limits, record.key)
+                if parsed.post.image_url is not None and self._fetch_pool is not None:
+                    future = self._fetch_pool.submit(
+                        load_image, parsed, limits, size, self._fetcher
+                    )
                     staged.append((record, future))
                 else:
-                    staged.append((record, load_image(post, limits, size)))
+                    staged.append((record, load_image(parsed, limits, size)))
             except Exception as exc:
                 staged.append((record, _as_invalid(record, exc)))
         decoded: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError]] = []
@@ -288,6 +290,9 @@ class ModerationWorker:
         log_decisions = self.settings.worker.log_decisions
         batch.produce_started = time.perf_counter()
         policy_ms = round(policy_s * 1000, 3)
+        problems = Counter(p for item in batch.valid for p in item.decoded.problems)
+        for problem, count in problems.items():
+            metrics.POST_PROBLEMS.labels(reason=problem.value).inc(count)
         for item, decision in zip(batch.valid, decisions, strict=True):
             decision["timings_ms"]["policy"] = policy_ms
             for label in decision["labels"]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +19,7 @@ import numpy as np
 import redis
 
 from moderator import metrics
+from moderator.text import normalise_text
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +28,12 @@ KEY_PREFIX = "moderator:feat:v1"
 FeatureKind = Literal["image", "text"]
 KINDS: tuple[FeatureKind, ...] = ("image", "text")
 
-_WHITESPACE = re.compile(r"\s+")
-
 
 def normalise_caption(caption: str) -> str:
-    """Unicode NFC, whitespace runs collapsed to one space, ends stripped: the text the model
-    encodes and the cache keys, so captions differing only in those ways share an embedding."""
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", caption)).strip()
+    """The text the model encodes and the cache keys (`moderator.text.normalise_text`:
+    hidden characters removed, NFKC, look-alikes folded, whitespace collapsed), so captions
+    a reader cannot tell apart share an embedding."""
+    return normalise_text(caption).text
 
 
 def caption_digest(normalised: str) -> str:

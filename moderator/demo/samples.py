@@ -56,10 +56,12 @@ class SampleRecord:
     key: bytes
     value: bytes
     post_id: str | None
-    expected_reason: ReasonCode | None  # None: a valid post that must get a decision
+    expected_reason: ReasonCode | None  # None: a post that must get a decision
+    expected_problems: tuple[ReasonCode, ...] = ()  # what its decision must list
 
     @property
     def valid(self) -> bool:
+        """A post (to be decided, perhaps with problems), not a record to dead-letter."""
         return self.expected_reason is None
 
 
@@ -117,6 +119,8 @@ def _malformed(index: int, rng: random.Random, now: datetime, run: str) -> Sampl
     post_id = f"{run}-bad-{index}"
     good = _post(post_id, rng, now, "fine caption", None)
     kind = index % 9
+    # Kinds 0-3 are not posts (dead-lettered); 4-8 are posts with an unusable image, decided
+    # from their caption with the problem listed.
     reason: ReasonCode
     if kind == 0:
         value, reason = b'{"post_id": "' + post_id.encode() + b'", ', ReasonCode.INVALID_JSON
@@ -147,7 +151,9 @@ def _malformed(index: int, rng: random.Random, now: datetime, run: str) -> Sampl
     else:
         good["image_url"] = "https://images.example.com/cat.jpg"
         value, reason = orjson.dumps(good), ReasonCode.IMAGE_URL_DISABLED
-    return SampleRecord(key=post_id.encode(), value=value, post_id=post_id, expected_reason=reason)
+    if kind >= 4:
+        return SampleRecord(post_id.encode(), value, post_id, None, (reason,))
+    return SampleRecord(post_id.encode(), value, post_id, reason)
 
 
 def sample_stream(

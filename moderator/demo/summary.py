@@ -84,6 +84,14 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
         by_score.add_row(category, str(count))
     console.print(by_score)
 
+    problems = Counter(p for d in collected.decisions.values() for p in d.get("problems", ()))
+    if problems:
+        by_problem = Table(title="decided with problems (read from what could be used)")
+        by_problem.add_column("problem")
+        by_problem.add_column("posts", justify="right")
+        for problem, count in problems.most_common():
+            by_problem.add_row(problem, str(count))
+        console.print(by_problem)
     reasons = Counter(letter.reason.value for letter, _ in collected.dead_letters)
     by_reason = Table(title="dead letters by reason")
     by_reason.add_column("reason")

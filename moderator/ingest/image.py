@@ -1,4 +1,4 @@
-"""Image decoding with a byte cap, a pixel cap and a format allowlist.
+"""Image decoding with a byte cap, a pixel cap and a format allowlist (HEIF and AVIF included).
 
 The header is read first and the pixel count checked before any pixel is
 decoded, so a decompression bomb costs a few hundred bytes of parsing.
@@ -10,10 +10,15 @@ import io
 import warnings
 
 import numpy as np
+import pi_heif
 from PIL import Image, UnidentifiedImageError
 
 from moderator.config import DecodeLimits
 from moderator.errors import InvalidPostError, ReasonCode
+
+# HEIC/HEIF from phone cameras, through libheif. pi-heif is the decode-only build of
+# pillow-heif: no HEVC encoder (x265 is GPL) in the wheel. Pillow decodes AVIF itself.
+pi_heif.register_heif_opener()
 
 
 def decode_image(data: bytes, limits: DecodeLimits, size: int) -> np.ndarray:

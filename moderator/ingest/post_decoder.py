@@ -1,21 +1,61 @@
-"""Record bytes → validated Post (+ decoded image), or a typed reason for the DLQ."""
+"""Record bytes → a post to decide (with the problems of its parts), or a reason to dead-letter.
+
+A record that is not a post — not JSON, not an object, a contract version this worker does
+not read, or no usable post_id, author_id or created_at (the fields the platform fills in) —
+raises InvalidPostError with a record reason and is dead-lettered. Everything else is a post
+and is decided: a part that cannot be used (caption over the cap or not a string, invalid
+lang or metadata, an image that cannot be read) is read as absent or cut to the cap, and its
+reason code is listed in `problems`. A dead-lettered post is never moderated, so dead-lettering
+a post for its parts would be an evasion path; `limits.dead_letter_problems` restores it per
+reason for those who want it.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
+import json
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pydantic_core
 from pydantic import ValidationError
 
 from moderator.config import DecodeLimits
-from moderator.errors import InvalidPostError, ReasonCode
+from moderator.errors import IMAGE_PROBLEMS, InvalidPostError, ReasonCode
 from moderator.ingest.image import decode_image
 from moderator.ingest.url_fetch import ImageFetcher
-from moderator.schema.post import POST_SCHEMA_VERSION, Post
+from moderator.schema.post import MAX_CAPTION_CHARS, POST_SCHEMA_VERSION, Post
+from moderator.text import NormalisedText, normalise_text
+
+# Fields read as absent when unusable, and the problem that says so.
+_SALVAGED = {
+    "caption": ReasonCode.CAPTION_INVALID,
+    "lang": ReasonCode.LANG_INVALID,
+    "metadata": ReasonCode.METADATA_INVALID,
+    "image_b64": ReasonCode.IMAGE_INVALID,
+    "image_url": ReasonCode.IMAGE_INVALID,
+}
+_CONTRACT_FIELDS = tuple(Post.model_fields)
+# A key written with an escape ("post\u005fid") that a byte count would not see.
+# Possessive quantifiers: no backtracking state, so a 10 MB string costs no memory.
+_ESCAPED_KEY = re.compile(rb'"[^"\\]*+\\.(?:[^"\\]++|\\.)*+"\s*:')
+
+Problems = Mapping[ReasonCode, str]
+"""Problem code → detail (for logs and dead-letter headers; never the post's content)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPost:
+    post: Post
+    text: NormalisedText
+    """The caption as the model and term lists read it (moderator.text)."""
+    problems: Problems = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +63,18 @@ class DecodedPost:
     post: Post
     pixels: np.ndarray | None
     image_sha256: str | None
+    text: NormalisedText | None = None
+    """Normalised caption; None → computed from post.caption on first use."""
+    problems: Problems = field(default_factory=dict)
+
+    @property
+    def caption_text(self) -> NormalisedText:
+        return self.text if self.text is not None else normalise_text(self.post.caption)
+
+    @property
+    def image_unreadable(self) -> bool:
+        """The post carried an image and none could be read."""
+        return self.pixels is None and any(p in IMAGE_PROBLEMS for p in self.problems)
 
 
 def decode_post(
@@ -30,33 +82,43 @@ def decode_post(
     limits: DecodeLimits,
     image_size: int,
     fetcher: ImageFetcher | None = None,
+    key: bytes | None = None,
 ) -> DecodedPost:
-    """Validate one record value; raises InvalidPostError with the reason code."""
-    return load_image(parse_post(value, limits), limits, image_size, fetcher)
+    """Read one record value; raises InvalidPostError only for what is dead-lettered."""
+    return load_image(parse_post(value, limits, key), limits, image_size, fetcher)
 
 
 def load_image(
-    post: Post, limits: DecodeLimits, image_size: int, fetcher: ImageFetcher | None = None
+    parsed: ParsedPost, limits: DecodeLimits, image_size: int, fetcher: ImageFetcher | None = None
 ) -> DecodedPost:
-    """Decode a parsed post's image (fetching image_url posts when `fetcher` is given)."""
+    """Decode a parsed post's image (fetching image_url posts when `fetcher` is given); an
+    image that cannot be read becomes a problem, and the post goes on without pixels."""
+    post, problems = parsed.post, dict(parsed.problems)
+    pixels, digest = None, None
+    try:
+        image_bytes = _image_bytes(post, limits, fetcher)
+        if image_bytes is not None:
+            pixels = decode_image(image_bytes, limits, image_size)
+            digest = hashlib.sha256(image_bytes).hexdigest()
+    except InvalidPostError as exc:
+        problems[exc.reason] = exc.detail
+    except Exception as exc:
+        # PIL and the HEIF plugin parse untrusted bytes: any other failure means unreadable.
+        problems[ReasonCode.IMAGE_CORRUPT] = f"cannot decode image: {type(exc).__name__}"
+    refuse_listed_problems(problems, limits)
+    return DecodedPost(post, pixels, digest, parsed.text, problems)
+
+
+def _image_bytes(post: Post, limits: DecodeLimits, fetcher: ImageFetcher | None) -> bytes | None:
     if post.image_url is not None:
         if fetcher is None:
             raise InvalidPostError(
                 ReasonCode.IMAGE_URL_DISABLED, "image_url given but URL fetching is disabled"
             )
-        image_bytes = fetcher.fetch(post.image_url)
-    elif post.image_b64 is None:
-        return DecodedPost(post=post, pixels=None, image_sha256=None)
-    else:
-        image_bytes = _base64_image(post.image_b64, limits)
-    pixels = decode_image(image_bytes, limits, image_size)
-    return DecodedPost(
-        post=post, pixels=pixels, image_sha256=hashlib.sha256(image_bytes).hexdigest()
-    )
-
-
-def _base64_image(image_b64: str, limits: DecodeLimits) -> bytes:
-    decoded_size = len(image_b64) * 3 // 4
+        return fetcher.fetch(post.image_url)
+    if post.image_b64 is None:
+        return None
+    decoded_size = len(post.image_b64) * 3 // 4
     if decoded_size > limits.max_image_bytes:
         # Refuse before decoding: no point allocating the bytes of an image we won't read.
         raise InvalidPostError(
@@ -64,15 +126,48 @@ def _base64_image(image_b64: str, limits: DecodeLimits) -> bytes:
             f"image is ~{decoded_size} bytes, limit {limits.max_image_bytes}",
         )
     try:
-        return base64.b64decode(image_b64, validate=True)
+        return base64.b64decode(post.image_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidPostError(ReasonCode.BAD_BASE64, f"image_b64 is not base64: {exc}") from exc
 
 
-def parse_post(value: bytes | None, limits: DecodeLimits) -> Post:
-    """Bytes → Post without touching the image."""
+def refuse_listed_problems(problems: Problems, limits: DecodeLimits) -> None:
+    """Raise for the first problem the settings dead-letter (`limits.dead_letter_problems`)."""
+    for problem, detail in problems.items():
+        if problem in limits.dead_letter_problems:
+            raise InvalidPostError(problem, detail)
+
+
+def parse_post(value: bytes | None, limits: DecodeLimits, key: bytes | None = None) -> ParsedPost:
+    """Bytes (and the record's key) → the post and its problems, without touching the image."""
     if value is None:
         raise InvalidPostError(ReasonCode.INVALID_JSON, "record has no value (tombstone)")
+    raw = _json_object(value, limits)
+    problems: dict[ReasonCode, str] = {}
+    if raw.get("image_b64") is not None and raw.get("image_url") is not None:
+        # The inline bytes are in hand; the URL could point anywhere.
+        problems[ReasonCode.IMAGE_SOURCE_CONFLICT] = "image_b64 and image_url both given"
+        del raw["image_url"]
+    caption = raw.get("caption")
+    if isinstance(caption, str) and len(caption) > MAX_CAPTION_CHARS:
+        problems[ReasonCode.CAPTION_TOO_LONG] = (
+            f"caption is {len(caption)} characters; the first {MAX_CAPTION_CHARS} are read"
+        )
+        raw["caption"] = caption[:MAX_CAPTION_CHARS]
+    post = _validate(raw, problems)
+    if key is not None and key.decode("utf-8", "replace") != post.post_id:
+        problems[ReasonCode.KEY_MISMATCH] = "the record key is not the post_id"
+    repeated = _repeated_fields(value, raw)
+    if repeated:
+        problems[ReasonCode.DUPLICATE_FIELDS] = f"fields given twice: {', '.join(repeated)}"
+    text = normalise_text(post.caption)
+    for problem in text.problems:
+        problems[problem] = "removed from the text the model reads"
+    refuse_listed_problems(problems, limits)
+    return ParsedPost(post, text, problems)
+
+
+def _json_object(value: bytes, limits: DecodeLimits) -> dict[str, Any]:
     if len(value) > limits.max_message_bytes:
         raise InvalidPostError(
             ReasonCode.MESSAGE_TOO_LARGE,
@@ -100,15 +195,48 @@ def parse_post(value: bytes | None, limits: DecodeLimits) -> Post:
             ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
             f"schema_version {version!r}; this worker reads {POST_SCHEMA_VERSION}",
         )
+    return raw
+
+
+def _validate(raw: dict[str, Any], problems: dict[ReasonCode, str]) -> Post:
+    """Validate; fields in `_SALVAGED` that fail are dropped (read as absent) with a problem."""
     try:
         return Post.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidPostError(ReasonCode.SCHEMA_VIOLATION, _summarise(exc)) from exc
+        failed = {str(e["loc"][0]) if e["loc"] else "(record)": e for e in exc.errors()}
+        if not failed.keys() <= _SALVAGED.keys():
+            raise InvalidPostError(ReasonCode.SCHEMA_VIOLATION, _summarise(exc)) from exc
+        for name, error in failed.items():
+            problems.setdefault(_SALVAGED[name], f"{name}: {error['msg']}")
+            del raw[name]
+    return Post.model_validate(raw)
+
+
+def _repeated_fields(value: bytes, raw: dict[str, Any]) -> list[str]:
+    """Top-level fields the JSON gives twice. The parser keeps the last, another reader may
+    keep the first: a post could show one caption and be moderated on another."""
+    maybe = _ESCAPED_KEY.search(value) is not None or any(
+        value.count(b'"%s"' % name.encode()) > 1 for name in _CONTRACT_FIELDS if name in raw
+    )
+    if not maybe:
+        return []  # the common case: two byte counts per field, no second parse
+    repeated: list[list[str]] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        counts = Counter(name for name, _ in items)
+        repeated.append(sorted(name for name, count in counts.items() if count > 1))
+        return dict(items)
+
+    try:
+        json.loads(value, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return []  # pydantic-core read it; the stricter stdlib reader is only a second look
+    return repeated[-1] if repeated else []  # the hook sees the top-level object last
 
 
 def _summarise(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:5]:
-        field = ".".join(str(p) for p in item["loc"]) or "(record)"
-        parts.append(f"{field}: {item['msg']}")
+        name = ".".join(str(p) for p in item["loc"]) or "(record)"
+        parts.append(f"{name}: {item['msg']}")
     return "; ".join(parts)

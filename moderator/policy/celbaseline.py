@@ -88,6 +88,10 @@ def activation(data: PolicyInput) -> dict[str, Any]:
                 "lang": data.lang,
                 "has_image": data.has_image,
                 "metadata": dict(data.metadata),
+                "problems": list(data.problems),
+                "image_unreadable": data.image_unreadable,
+                "normalised_caption": data.normalised().text,
+                "caption_obfuscated": data.normalised().obfuscated,
             }
         ),
         "author": to_cel(

@@ -4,7 +4,9 @@
 variable   type                       holds
 =========  =========================  =============================================
 scores     map(string, double)        classifier score per category (``scores.hate``)
-post       Post                       id, caption, lang, has_image, metadata
+post       Post                       id, caption, lang, has_image, metadata, problems,
+                                      image_unreadable, normalised_caption,
+                                      caption_obfuscated
 author     Author                     id and counters (posts_last_hour, ...)
 =========  =========================  =============================================
 
@@ -25,6 +27,7 @@ from moderator.policy.typesystem import (
     INT,
     STRING,
     CelType,
+    list_of,
     map_of,
     object_type,
 )
@@ -48,6 +51,26 @@ OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
         "lang": FieldSpec(STRING, "P.lang", "BCP 47 language tag, '' when unknown"),
         "has_image": FieldSpec(BOOL, "P.has_image", "whether the post carries an image"),
         "metadata": FieldSpec(map_of(DYN), "P.metadata", "the producer's free-form metadata"),
+        "problems": FieldSpec(
+            list_of(STRING),
+            "P.problems",
+            "reason codes of odd or unusable parts ('image_corrupt', 'caption_too_long', ...)",
+        ),
+        "image_unreadable": FieldSpec(
+            BOOL, "P.image_unreadable", "carried an image that could not be read"
+        ),
+        "normalised_caption": FieldSpec(
+            STRING,
+            "P.normalised().text",
+            "the caption as the model reads it: hidden characters removed, NFKC, look-alikes "
+            "folded",
+        ),
+        "caption_obfuscated": FieldSpec(
+            BOOL,
+            "P.normalised().obfuscated",
+            "normalisation changed the caption's words (hidden characters inside words, "
+            "look-alike letters): an obfuscation signal",
+        ),
     },
     "Author": {
         "id": FieldSpec(STRING, "P.author_id", "the author id"),

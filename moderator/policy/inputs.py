@@ -1,9 +1,10 @@
 """What a policy sees about one post: `PolicyInput`.
 
 The worker builds one per decoded post from the classifier scores, the post's
-own fields, the author's counters (Redis) and the hash-bank matches of its
-image. Building it is a handful of attribute copies: the caption's word
-tokens, needed by term lists, are computed lazily and at most once per post.
+own fields and problems, the author's counters (Redis) and the hash-bank
+matches of its image. Building it is a handful of attribute copies: the
+caption's normalised text (the decoder's, when it has one) and word tokens,
+needed by term lists, are computed lazily and at most once per post.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from moderator.policy.terms import TextForms, text_forms
+from moderator.text import NormalisedText, normalise_text
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -51,12 +53,24 @@ class PolicyInput:
     """Bank name → Hamming distance of the nearest match (0 for exact banks)."""
     now: float | None = None
     """Evaluation time, epoch seconds (rule expiry); None means the wall clock."""
+    problems: tuple[str, ...] = ()
+    """Reason codes of the post's odd or unusable parts (the decision's `problems`)."""
+    image_unreadable: bool = False
+    """The post carried an image and none could be read (scores come from the caption)."""
+    text: NormalisedText | None = None
+    """The caption as the model reads it; None → normalised from `caption` on first use."""
     _caption_forms: TextForms | None = field(default=None, init=False, repr=False)
+
+    def normalised(self) -> NormalisedText:
+        text = self.text
+        if text is None:
+            text = self.text = normalise_text(self.caption)
+        return text
 
     def caption_forms(self) -> TextForms:
         forms = self._caption_forms
         if forms is None:
-            forms = self._caption_forms = text_forms(self.caption)
+            forms = self._caption_forms = text_forms(self.normalised().text, normalised=True)
         return forms
 
     @classmethod
@@ -68,6 +82,9 @@ class PolicyInput:
         author: AuthorCounters = NO_HISTORY,
         hash_matches: Mapping[str, int] = _EMPTY,
         now: float | None = None,
+        problems: tuple[str, ...] = (),
+        image_unreadable: bool = False,
+        text: NormalisedText | None = None,
     ) -> PolicyInput:
         """From a `moderator.schema.Post` (or anything with the same attributes)."""
         return cls(
@@ -81,4 +98,7 @@ class PolicyInput:
             author=author,
             hash_matches=hash_matches,
             now=now,
+            problems=problems,
+            image_unreadable=image_unreadable,
+            text=text,
         )

@@ -26,6 +26,7 @@ from moderator import metrics
 from moderator.policy.authors import RedisAuthorStore
 from moderator.policy.engine import CompiledPolicy, PolicyResult
 from moderator.policy.inputs import NO_HISTORY, PolicyInput
+from moderator.text import NormalisedText
 
 
 class PolicySource(Protocol):
@@ -53,6 +54,15 @@ class DecodedPostLike(Protocol):
 
     @property
     def image_sha256(self) -> str | None: ...
+
+    @property
+    def problems(self) -> Mapping[Any, str]: ...
+
+    @property
+    def image_unreadable(self) -> bool: ...
+
+    @property
+    def caption_text(self) -> NormalisedText: ...
 
 
 class PolicyService:
@@ -111,7 +121,14 @@ class PolicyService:
         if self.authors is not None and policy.uses_author:
             author = self.authors.counters(post.author_id, now)
         data = PolicyInput.from_post(
-            post, scores, author=author, hash_matches=hash_matches, now=now
+            post,
+            scores,
+            author=author,
+            hash_matches=hash_matches,
+            now=now,
+            problems=tuple(str(problem) for problem in decoded.problems),
+            image_unreadable=decoded.image_unreadable,
+            text=decoded.caption_text,
         )
         result = self._finish(policy, data, now, post)
         return result

@@ -1,6 +1,8 @@
 """Term lists: whole-word matching with case folding and leetspeak normalisation.
 
-Text and terms go through the same normalisation: Unicode NFKC, accents
+Text and terms go through the same normalisation: the model's (moderator.text:
+invisible and bidi-control characters removed, NFKC, look-alike letters folded,
+so "k" ZWSP "i" RLO "l" PDF "l" and "kill" with a Cyrillic i read "kill"), accents
 stripped, case folded, then split into word tokens. Each text is matched twice,
 as written and with leetspeak undone (``k1ll`` → ``kill``, ``$hit`` → ``shit``),
 so a list matches whether or not a post disguises its words. Matching is by
@@ -15,6 +17,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from moderator.text import normalise_text
 
 _WORD = re.compile(r"\w+")
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
@@ -40,11 +44,15 @@ _LEET_CHARS = frozenset("013457 8@$!|+€".replace(" ", ""))
 Tokens = tuple[str, ...]
 
 
-def fold(text: str) -> str:
-    """NFKC, accents stripped, case folded."""
+def fold(text: str, *, normalised: bool = False) -> str:
+    """Normalised as the model reads it (moderator.text: hidden characters removed, NFKC,
+    look-alikes folded; skipped when `normalised` says it is already), accents stripped,
+    case folded."""
+    if not normalised:
+        text = normalise_text(text).text
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
+    decomposed = unicodedata.normalize("NFKD", text)
     return unicodedata.normalize("NFC", _COMBINING.sub("", decomposed)).casefold()
 
 
@@ -59,8 +67,8 @@ class TextForms:
     leet_set: frozenset[str] = frozenset()
 
 
-def text_forms(text: str) -> TextForms:
-    folded = fold(text)
+def text_forms(text: str, *, normalised: bool = False) -> TextForms:
+    folded = fold(text, normalised=normalised)
     plain = tuple(_WORD.findall(folded))
     if _LEET_CHARS.isdisjoint(folded):
         return TextForms(plain, None, frozenset(plain))

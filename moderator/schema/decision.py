@@ -56,6 +56,12 @@ class Decision(BaseModel):
     shadow_rules: list[str] = Field(
         default_factory=list, description="Shadow rules that would have fired; never enforced."
     )
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Reason codes of the post's odd or unusable parts (moderator.errors."
+        "PROBLEM_REASONS: caption_too_long, image_corrupt, key_mismatch, ...); the decision "
+        "was made from what could be read.",
+    )
     policy_version: str
     model_version: str
     cache_hits: list[str] = Field(

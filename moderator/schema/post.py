@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,16 +12,15 @@ MAX_CAPTION_CHARS = 10_000
 MAX_METADATA_DEPTH = 8
 MAX_METADATA_ITEMS = 1_000
 
-# C0/C1 control characters other than tab and newlines, and the bidirectional
-# overrides/isolates used to disguise text ("Trojan Source"): never legitimate in a caption.
-_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
 
 class Post(BaseModel):
     """One post: a caption and at most one image, inline (base64) or by URL.
 
     Unknown top-level fields are kept (``extra="allow"``) so producers can add
-    fields without breaking older workers.
+    fields without breaking older workers. The record's Kafka key is its post_id.
+    A worker decides any post with a usable post_id, author_id and created_at: parts
+    that break this contract (a caption over the cap, an unreadable image, invalid lang
+    or metadata, a key that is not the post_id) are listed as the decision's problems.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -38,16 +36,6 @@ class Post(BaseModel):
     )
     lang: str | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
     metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("caption")
-    @classmethod
-    def _printable_caption(cls, caption: str) -> str:
-        found = _FORBIDDEN_CHARS.search(caption)
-        if found is not None:
-            raise ValueError(
-                f"caption holds control or bidi-override character U+{ord(found.group()):04X}"
-            )
-        return caption
 
     @field_validator("metadata")
     @classmethod

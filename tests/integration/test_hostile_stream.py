@@ -1,9 +1,9 @@
-"""The hostile corpus through a real worker and broker: each record is dead-lettered with its
-reason or decided, and the partitions keep moving past every one of them."""
+"""The hostile corpus through a real worker and broker: each record that is not a post is
+dead-lettered with its reason, each post is decided with its problems listed, and the
+partitions keep moving past every one of them."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from moderator.config import Settings
@@ -16,21 +16,25 @@ from tests.integration.test_worker_delivery import KeywordScorer, _start_worker,
 pytestmark = pytest.mark.integration
 
 
-def test_hostile_records_are_dead_lettered_with_their_reason(isolated_settings: Settings) -> None:
+def test_hostile_records_are_dead_lettered_or_decided_with_their_problems(
+    isolated_settings: Settings,
+) -> None:
     settings = isolated_settings
     create_topics(settings)
     producer = create_producer(settings.kafka)
-    expected_dlq, expected_decided, ends = {}, set(), {}
+    expected_dlq, expected_problems, ends = {}, {}, {}
     futures = []
     for i, case in enumerate(hostile_cases()):
         key = f"case-{i}"
         value = case.value
         if case.reason is None:
-            value = orjson.dumps({**orjson.loads(value), "post_id": key})
-            expected_decided.add(key)
+            # Every corpus post has post_id "h" (twice in the duplicate-field cases).
+            value = value.replace(b'"h"', f'"{key}"'.encode())
+            expected_problems[key] = sorted(p.value for p in case.problems)
         else:
             expected_dlq[key] = case.reason
-        futures.append(producer.send(settings.kafka.posts_topic, key=key.encode(), value=value))
+        record_key = case.key or key.encode()
+        futures.append(producer.send(settings.kafka.posts_topic, key=record_key, value=value))
     producer.flush()
     for future in futures:
         meta = future.get(timeout=10)
@@ -40,13 +44,14 @@ def test_hostile_records_are_dead_lettered_with_their_reason(isolated_settings: 
     producer.close()
 
     _worker, thread, stop, errors = _start_worker(settings, KeywordScorer())
-    collected = collect(settings.kafka, len(expected_decided), len(expected_dlq), timeout_s=120)
+    collected = collect(settings.kafka, len(expected_problems), len(expected_dlq), timeout_s=120)
     stop.set()
     thread.join(timeout=60)
     assert not errors
     reasons = {key.decode(): letter.reason for letter, key in collected.dead_letters if key}
     assert reasons == expected_dlq
-    assert set(collected.decisions) == expected_decided
+    problems = {post_id: sorted(d["problems"]) for post_id, d in collected.decisions.items()}
+    assert problems == expected_problems
     assert {
         (tp.topic, tp.partition): off for tp, off in committed_offsets(settings).items()
     } == ends

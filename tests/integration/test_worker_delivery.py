@@ -164,6 +164,11 @@ def test_every_record_is_decided_or_dead_lettered_then_committed(
         reasons[key.decode()] = letter.reason
         assert letter.source_topic == settings.kafka.posts_topic
     assert reasons == expected_reasons
+    # Posts with an unusable image are decided from their caption, the problem listed.
+    for sample in samples:
+        if sample.valid:
+            problems = collected.decisions[sample.post_id]["problems"]
+            assert problems == [p.value for p in sample.expected_problems]
     hateful = {pid for pid, d in collected.decisions.items() if d["action"] == "block"}
     assert hateful and all(collected.decisions[p]["labels"] == ["hate"] for p in hateful)
     assert committed_offsets(settings) == ends

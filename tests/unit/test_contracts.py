@@ -30,7 +30,9 @@ def _post(**fields: object) -> bytes:
 
 
 def test_valid_post_keeps_unknown_fields() -> None:
-    post = parse_post(_post(source_app="ios", metadata={"n": 1}), LIMITS)
+    parsed = parse_post(_post(source_app="ios", metadata={"n": 1}), LIMITS, key=b"p1")
+    post = parsed.post
+    assert not parsed.problems
     assert post.post_id == "p1"
     assert post.model_extra == {"source_app": "ios"}
     assert post.metadata == {"n": 1}
@@ -47,8 +49,6 @@ def test_valid_post_keeps_unknown_fields() -> None:
         (_post(author_id=None), ReasonCode.SCHEMA_VIOLATION),
         (_post(post_id=7), ReasonCode.SCHEMA_VIOLATION),
         (_post(created_at="yesterday"), ReasonCode.SCHEMA_VIOLATION),
-        (_post(caption="x" * 10_001), ReasonCode.SCHEMA_VIOLATION),
-        (_post(image_b64="aGk=", image_url="https://x.test/a.png"), ReasonCode.SCHEMA_VIOLATION),
         (_post(schema_version=2), ReasonCode.UNSUPPORTED_SCHEMA_VERSION),
         (b"x" * (LIMITS.max_message_bytes + 1), ReasonCode.MESSAGE_TOO_LARGE),
     ],
@@ -57,6 +57,48 @@ def test_invalid_records_get_their_reason(value: bytes | None, reason: ReasonCod
     with pytest.raises(InvalidPostError) as caught:
         parse_post(value, LIMITS)
     assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "problems"),
+    [
+        (_post(caption="x" * 10_001), b"p1", [ReasonCode.CAPTION_TOO_LONG]),
+        (
+            _post(image_b64="aGk=", image_url="https://x.test/a.png"),
+            b"p1",
+            [ReasonCode.IMAGE_SOURCE_CONFLICT],
+        ),
+        (_post(), b"p2", [ReasonCode.KEY_MISMATCH]),
+        (_post(), None, []),
+        (
+            _post(lang=["en"], metadata="x"),
+            b"p1",
+            [ReasonCode.LANG_INVALID, ReasonCode.METADATA_INVALID],
+        ),
+    ],
+)
+def test_posts_with_unusable_parts_are_read_with_their_problems(
+    value: bytes, key: bytes | None, problems: list[ReasonCode]
+) -> None:
+    parsed = parse_post(value, LIMITS, key)
+    assert list(parsed.problems) == problems
+    assert parsed.post.post_id == "p1"
+
+
+def test_the_contract_key_is_the_post_id_and_the_last_duplicate_is_read() -> None:
+    # A reader keeping the first "post_id" would file this under p1, ours under p9: both
+    # readings are decided, flagged, and the default policy sends it to review.
+    value = _post()[:-1] + b',"post_id":"p9"}'
+    parsed = parse_post(value, LIMITS, key=b"p1")
+    assert parsed.post.post_id == "p9"
+    assert list(parsed.problems) == [ReasonCode.KEY_MISMATCH, ReasonCode.DUPLICATE_FIELDS]
+
+
+def test_a_caption_is_read_as_written_and_normalised_beside_it() -> None:
+    parsed = parse_post(_post(caption="i will k\u200bi\u202el\u202cl  you"), LIMITS)
+    assert parsed.post.caption == "i will k\u200bi\u202el\u202cl  you"
+    assert parsed.text.text == "i will kill you"
+    assert parsed.text.obfuscated
 
 
 def test_schema_violation_detail_names_the_field_not_the_content() -> None:

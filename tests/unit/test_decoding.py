@@ -14,6 +14,7 @@ from moderator.config import DecodeLimits
 from moderator.demo.samples import sample_stream
 from moderator.errors import InvalidPostError, ReasonCode
 from moderator.ingest import decode_image, decode_post
+from tests.hostile_corpus import HEIC_SAMPLE
 
 LIMITS = DecodeLimits()
 
@@ -89,25 +90,47 @@ def test_post_with_image_gets_pixels_and_content_hash() -> None:
     assert decoded.image_sha256 is not None and len(decoded.image_sha256) == 64
 
 
-def test_bad_base64_and_disabled_urls() -> None:
+def test_bad_base64_and_disabled_urls_are_problems_of_a_decided_post() -> None:
     base = {"post_id": "p", "author_id": "a", "created_at": "2026-11-01T00:00:00Z"}
+    decoded = decode_post(orjson.dumps({**base, "image_b64": "%%%"}), LIMITS, 32)
+    assert list(decoded.problems) == [ReasonCode.BAD_BASE64]
+    assert decoded.pixels is None and decoded.image_unreadable
+    value = orjson.dumps({**base, "image_url": "https://x.test/a.png"})
+    decoded = decode_post(value, LIMITS, 32)
+    assert list(decoded.problems) == [ReasonCode.IMAGE_URL_DISABLED]
+    strict = LIMITS.model_copy(update={"dead_letter_problems": [ReasonCode.IMAGE_URL_DISABLED]})
     with pytest.raises(InvalidPostError) as caught:
-        decode_post(orjson.dumps({**base, "image_b64": "%%%"}), LIMITS, 32)
-    assert caught.value.reason is ReasonCode.BAD_BASE64
-    with pytest.raises(InvalidPostError) as caught:
-        decode_post(orjson.dumps({**base, "image_url": "https://x.test/a.png"}), LIMITS, 32)
+        decode_post(value, strict, 32)
     assert caught.value.reason is ReasonCode.IMAGE_URL_DISABLED
+
+
+def test_heic_and_avif_decode_within_the_same_pixel_cap() -> None:
+    avif = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 20, 20)).save(avif, format="AVIF")
+    for data, fmt in ((HEIC_SAMPLE.read_bytes(), "HEIF"), (avif.getvalue(), "AVIF")):
+        pixels = decode_image(data, LIMITS, 32)
+        assert pixels.shape == (32, 32, 3)
+        assert fmt in LIMITS.allowed_image_formats
+        small = LIMITS.model_copy(update={"max_image_pixels": 64 * 48 - 1})
+        with pytest.raises(InvalidPostError) as caught:
+            decode_image(data, small, 32)
+        assert caught.value.reason is ReasonCode.IMAGE_TOO_MANY_PIXELS
+    # The HEIC sample is a red rectangle on green: its pixels come out, not a blank.
+    pixels = decode_image(HEIC_SAMPLE.read_bytes(), LIMITS, 64)
+    assert pixels[20, 20, 0] > 150 and pixels[2, 2, 1] > 150
 
 
 def test_sample_stream_is_reproducible_and_labels_its_malformed_records() -> None:
     first = sample_stream(400, seed=3, malformed_share=0.1)
     assert first == sample_stream(400, seed=3, malformed_share=0.1)
     malformed = [s for s in first if not s.valid]
-    assert len({s.expected_reason for s in malformed}) >= 8
+    assert len({s.expected_reason for s in malformed}) >= 3
+    assert len({s.expected_problems for s in first if s.expected_problems}) >= 5
     for sample in first:
         try:
-            decode_post(sample.value, LIMITS, 32)
+            decoded = decode_post(sample.value, LIMITS, 32)
         except InvalidPostError as exc:
             assert exc.reason is sample.expected_reason
         else:
             assert sample.valid
+            assert tuple(decoded.problems) == sample.expected_problems

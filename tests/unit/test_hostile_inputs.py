@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moderator.errors import InvalidPostError
+from moderator.errors import PROBLEM_REASONS, RECORD_REASONS, InvalidPostError
 from moderator.ingest import decode_post
 from tests.hostile_corpus import BASE, LIMITS, HostileCase, hostile_cases
 
@@ -19,25 +19,43 @@ MEMORY_BOUND = 64 * 2**20  # far below what any of these would need if fully dec
 
 
 def test_corpus_is_broad() -> None:
-    assert len(CASES) >= 60
+    assert len(CASES) >= 90
     assert len({c.name for c in CASES}) == len(CASES)
-    assert len({c.reason for c in CASES}) >= 10
+    assert len({c.reason for c in CASES if c.reason is not None}) >= 5
+    assert len({p for c in CASES for p in c.problems}) >= 15
+
+
+def test_only_records_that_are_not_posts_are_dead_lettered() -> None:
+    assert {c.reason for c in CASES if c.reason is not None} <= RECORD_REASONS
+    assert {p for c in CASES for p in c.problems} <= PROBLEM_REASONS
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_input_gets_its_reason_in_bounded_memory(case: HostileCase) -> None:
+def test_hostile_input_gets_its_outcome_in_bounded_memory(case: HostileCase) -> None:
     tracemalloc.start()
     try:
         try:
-            decode_post(case.value, LIMITS, 224)
-            outcome = None
+            decoded = decode_post(case.value, LIMITS, 224, key=case.key or b"h")
+            outcome, problems = None, frozenset(decoded.problems)
         except InvalidPostError as exc:
-            outcome = exc.reason
+            outcome, problems = exc.reason, frozenset()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert outcome == case.reason
+    assert problems == case.problems
     assert peak - len(case.value) < MEMORY_BOUND
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.problems], ids=[c.name for c in CASES if c.problems]
+)
+def test_settings_can_dead_letter_a_problem_again(case: HostileCase) -> None:
+    first = sorted(case.problems)[0]
+    limits = LIMITS.model_copy(update={"dead_letter_problems": [first]})
+    with pytest.raises(InvalidPostError) as caught:
+        decode_post(case.value, limits, 224, key=case.key or b"h")
+    assert caught.value.reason in case.problems
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
