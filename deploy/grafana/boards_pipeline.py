@@ -153,11 +153,14 @@ def pipeline() -> dict[str, Any]:
         timeseries(
             "In-flight work and backpressure",
             "Records and micro-batches polled but not finished; partitions paused because "
-            "worker.max_in_flight_batches or worker.max_in_flight_records was reached.",
+            "worker.max_in_flight_batches or worker.max_in_flight_records was reached; "
+            "partitions stuck at a record batch the worker cannot read (alert: "
+            "ModeratorPartitionStuck).",
             [
                 Target(f"sum (moderator_in_flight_records{{{W}}})", "records in flight"),
                 Target(f"sum (moderator_in_flight_batches{{{W}}})", "batches in flight"),
                 Target(f"sum (moderator_paused_partitions{{{W}}})", "paused partitions"),
+                Target(f"sum (moderator_stuck_partitions{{{W}}})", "stuck partitions"),
             ],
         ),
         12,
@@ -179,14 +182,16 @@ def pipeline() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Errors",
-            "Model calls retried, offset commits refused (records re-delivered), rule "
-            "evaluation errors, feature-cache and author-state Redis errors.",
+            "Model calls retried, offset commits refused (records re-delivered), record "
+            "batches poll could not read (codec missing, corrupt; retried, never skipped), "
+            "rule evaluation errors, feature-cache and author-state Redis errors.",
             [
                 Target(rate_of("moderator_model_call_failures_total"), "model call failures"),
                 Target(
                     rate_of("moderator_offset_commits_total", f'{W}, outcome="failed"'),
                     "failed commits",
                 ),
+                Target(rate_of("moderator_poll_errors_total"), "unreadable batches"),
                 Target(rate_of("moderator_rule_errors_total"), "rule errors"),
                 Target(
                     rate_of("moderator_cache_requests_total", f'{W}, result="error"'),

@@ -163,6 +163,7 @@ def test_settings_file_loads_in_the_worker(
     (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "http-metrics"]
     assert settings.worker.metrics_port == port
     assert settings.kafka.bootstrap_servers and settings.serving.ray_address
+    assert settings.kafka.compression_type == "lz4"  # kafka.producer.compressionType
     if settings.kafka.security_protocol.startswith("SASL_"):
         assert settings.kafka.sasl_username and settings.kafka.sasl_password
     if settings.redis.enabled:
@@ -305,6 +306,7 @@ def test_install_notes_render() -> None:
 SCHEMA_REJECTED = {
     "typo in a key": (["worker.replica=3"], "additional properties 'replica' not allowed"),
     "unknown protocol": (["kafka.securityProtocol=TLS"], "/kafka/securityProtocol"),
+    "unknown codec": (["kafka.producer.compressionType=brotli"], "/kafka/producer/compressionType"),
     "negative GPUs": (["ray.workers.gpusPerPod=-1"], "/ray/workers/gpusPerPod"),
     "rayStartParams number": (["ray.head.rayStartParams.num-cpus=0"], "want string"),
     "bad Redis scheme": (["redis.url=http://redis:6379"], "/redis/url"),
