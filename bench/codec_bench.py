@@ -1,6 +1,7 @@
 """Kafka compression for the worker's producer: cost and size per codec, as ratios to none.
 
-    .venv/bin/python bench/codec_bench.py [--records 20000] [--rounds 3] [--json out.json]
+    .venv/bin/python bench/codec_bench.py [--records 20000] [--rounds 3] [--ingest-posts 0]
+                                          [--json out.json]
 
 Records are decision-shaped JSON (the fields workers/decisions.py writes, ~0.6 KB as with
 the default policy's decisions, seeded),
@@ -16,7 +17,9 @@ same run:
   on worker-shaped batches (each burst of 64 split over 4 partitions by the default
   partitioner, ~16 records a batch) and on 256-record batches (a busy producer);
 - CPU per record: building (compress) and reading (decompress) those 16-record batches
-  in this process, without a broker: what the codec costs the worker's own CPU.
+  in this process, without a broker: what the codec costs the worker's own CPU;
+- with --ingest-posts N: the whole worker, `moderator bench`'s no-op ingest run (one
+  worker process, caption-only posts produced uncompressed, decisions in the codec).
 
 Rounds rotate the codec order, and each figure is the median over rounds. A benchmark,
 not a test: it prints one JSON line per codec and writes --json if given.
@@ -39,7 +42,10 @@ from kafka.partitioner.default import murmur2
 from kafka.record.default_records import DefaultRecordBase
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
-from moderator.config import KafkaSettings
+from moderator.benchmark import ingest
+from moderator.config import KafkaSettings, RedisSettings, Settings
+from moderator.demo import run as demo_run
+from moderator.demo.samples import sample_stream
 from moderator.io import connection_options, create_producer, ensure_topics
 from moderator.local import LocalBroker
 
@@ -184,12 +190,36 @@ def through_broker(
     return {"produce_per_s": len(records) / produce_s, "read_per_s": len(records) / read_s}
 
 
+def worker_ingest(kafka: KafkaSettings, posts: int, codec: str) -> dict[str, float]:
+    """Posts/s of one worker process deciding `posts` caption-only posts (no-op model)."""
+    settings = Settings(
+        kafka=kafka.model_copy(update={"compression_type": codec}),
+        redis=RedisSettings(enabled=False),
+        author_state=False,
+    )
+    samples = sample_stream(posts, seed=23, image_share=0.0, malformed_share=0.0, run_id=codec)
+    result = ingest.run_ingest(settings, samples, processes=1)
+    return {"ingest_posts_per_s": result.posts_per_s}
+
+
+def _plain_posts(settings: Settings, samples: Any, console: Any, rate: float = 0.0) -> None:
+    # run_ingest pre-loads the posts with the settings' producer; keep the posts uncompressed
+    # so only the decisions' codec differs between runs.
+    kafka = settings.kafka.model_copy(update={"compression_type": "none"})
+    _produce_samples(settings.model_copy(update={"kafka": kafka}), samples, console, rate)
+
+
+_produce_samples = demo_run.produce_samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ingest-posts", type=int, default=0, help="0: no worker ingest runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    ingest.produce_samples = _plain_posts
     records = decisions(args.records)
     mean_bytes = sum(len(v) for _, v in records) / len(records)
     print(f"{len(records)} decision records, {mean_bytes:.0f} bytes each on average")
@@ -199,7 +229,10 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = CODECS[round_ % len(CODECS) :] + CODECS[: round_ % len(CODECS)]
             for codec in order:
-                runs[codec].append(through_broker(kafka, records, codec) | offline(records, codec))
+                run = through_broker(kafka, records, codec) | offline(records, codec)
+                if args.ingest_posts:
+                    run |= worker_ingest(kafka, args.ingest_posts, codec)
+                runs[codec].append(run)
     medians = {
         codec: {k: statistics.median(run[k] for run in results) for k in results[0]}
         for codec, results in runs.items()

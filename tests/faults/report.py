@@ -9,13 +9,15 @@ import json
 import sys
 from pathlib import Path
 
+from tests.faults import codec_report
 from tests.hostile_corpus import hostile_cases
 
 HEADER = """# Reliability report
 
-Regenerate with `./scripts/reliability-report.sh` (runs `pytest tests/faults` and the
-hostile-input tests, then rewrites this file). Image URL fetching, safe model loading,
-policy sandboxing and transport security are in [security.md](security.md).
+Regenerate with `./scripts/reliability-report.sh` (runs `pytest tests/faults`, the
+hostile-input and the Kafka codec tests, then rewrites this file). Image URL fetching,
+safe model loading, policy sandboxing and transport security are in
+[security.md](security.md).
 Figures from the last run on {machine}.
 
 ## Fault injection
@@ -46,7 +48,9 @@ arbitrary bytes and arbitrary JSON posts.
 
 
 def render(figures: Path, machine: str) -> str:
-    rows = [json.loads(line) for line in figures.read_text().splitlines() if line.strip()]
+    rows, codec_rows = codec_report.split_rows(
+        json.loads(line) for line in figures.read_text().splitlines() if line.strip()
+    )
     text = HEADER.format(machine=machine)
     for row in rows:
         fixed = {"test", "injects", "posts", "lost", "duplicates"}
@@ -55,6 +59,7 @@ def render(figures: Path, machine: str) -> str:
             f"| {row['test']} | {row['injects']} | {row['posts']} | {row['lost']} "
             f"| {row['duplicates']} | {other} |\n"
         )
+    text += codec_report.render(codec_rows)
     cases = hostile_cases()
     counts: dict[str, int] = {}
     for case in cases:
