@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 _SMALL_CAPITAL = re.compile(r"LATIN LETTER SMALL CAPITAL ([A-Z])")
@@ -74,23 +74,41 @@ def _mostly_latin(text: str) -> bool:
     return latin > other
 
 
+@cache
+def _lookalike_chars() -> frozenset[str]:
+    return frozenset(chr(code) for code in lookalike_table())
+
+
+@lru_cache(maxsize=65536)
+def _folded_word(word: str) -> tuple[str, bool] | None:
+    """The word folded, and whether that needs mostly-Latin text around it (the word has no
+    ASCII letter of its own); None when the word stays as it is. Cached: words repeat."""
+    table = lookalike_table()
+    if word.isascii() or not any(ord(c) in table for c in word):
+        return None
+    if not all(c.isascii() or ord(c) in table or not c.isalpha() for c in word):
+        return None  # a word of another script that happens to hold a look-alike
+    needs_latin_text = not any(c.isascii() and c.isalpha() for c in word)
+    return word.translate(table), needs_latin_text
+
+
 def fold_lookalikes(text: str) -> str:
     """`text` with look-alike letters replaced where the word reads as Latin."""
-    table = lookalike_table()
+    if _lookalike_chars().isdisjoint(text):
+        return text
     latin_text: bool | None = None
 
     def fold(match: re.Match[str]) -> str:
         nonlocal latin_text
         word = match.group()
-        if word.isascii() or not any(ord(c) in table for c in word):
+        folded = _folded_word(word)
+        if folded is None:
             return word
-        if not all(c.isascii() or ord(c) in table or not c.isalpha() for c in word):
-            return word  # a word of another script that happens to hold a look-alike
-        if not any(c.isascii() and c.isalpha() for c in word):
+        if folded[1]:
             if latin_text is None:
                 latin_text = _mostly_latin(text)
             if not latin_text:
                 return word
-        return word.translate(table)
+        return folded[0]
 
     return _WORD.sub(fold, text)

@@ -39,7 +39,6 @@ _JOINERS = "\u200c\u200d\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef"
 _JOINER_BY_ASCII = re.compile(f"(?<=[A-Za-z0-9])[{_JOINERS}]+|[{_JOINERS}]+(?=[A-Za-z0-9])")
 # A right-to-left override runs to its pop (U+202C) or the end of the line.
 _RLO_SPAN = re.compile("\u202e([^\u202c\n]*)\u202c?")
-_WHITESPACE = re.compile(r"\s+")
 CAPTION_CHAR_PROBLEMS = (
     ReasonCode.CAPTION_CONTROL_CHARS,
     ReasonCode.CAPTION_BIDI_OVERRIDE,
@@ -53,6 +52,15 @@ _REMOVED: tuple[tuple[re.Pattern[str], ReasonCode | None], ...] = (
     (_INVISIBLE, ReasonCode.CAPTION_INVISIBLE_CHARS),
     (_JOINER_BY_ASCII, ReasonCode.CAPTION_INVISIBLE_CHARS),
     (_BIDI_MARKS, None),
+)
+# One character class holding everything _REMOVED can remove: most captions have none, and
+# one search over a class is several times cheaper than trying each pattern
+# (tests/unit/test_text_normalise.py checks it covers them all).
+_ANY_REMOVED = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+    "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b\u2060-\u2064\u206a-\u206f"
+    "\u2800\u3164\ufeff\uffa0\U0001d173-\U0001d17a"
+    f"{_JOINERS}]"
 )
 _WORD = re.compile(r"\w+")
 
@@ -70,18 +78,21 @@ class NormalisedText:
 
 
 def normalise_text(text: str) -> NormalisedText:
-    if text.isascii() and _CONTROLS.search(text) is None:
-        return NormalisedText(_WHITESPACE.sub(" ", text).strip())  # the common case
+    if text.isascii() and (text.isprintable() or _CONTROLS.search(text) is None):
+        return NormalisedText(" ".join(text.split()))  # the common case
     # An override reorders what a reader sees even when its span holds no other control.
     found = {ReasonCode.CAPTION_BIDI_OVERRIDE} if "\u202e" in text else set()
     cleaned = _RLO_SPAN.sub(lambda m: m.group(1)[::-1], text) if found else text
-    for pattern, problem in _REMOVED:
-        cleaned, count = pattern.subn("", cleaned)
-        if count and problem is not None:
-            found.add(problem)
+    if found or _ANY_REMOVED.search(cleaned) is not None:
+        for pattern, problem in _REMOVED:
+            cleaned, count = pattern.subn("", cleaned)
+            if count and problem is not None:
+                found.add(problem)
     if not cleaned.isascii():
         cleaned = fold_lookalikes(unicodedata.normalize("NFKC", cleaned))
-    result = _WHITESPACE.sub(" ", cleaned).strip()
-    words_before = _WORD.findall(unicodedata.normalize("NFC", text).casefold())
+    result = " ".join(cleaned.split())  # str.split() splits on the whitespace \s matches
     problems = tuple(p for p in CAPTION_CHAR_PROBLEMS if p in found)
+    if result == " ".join(text.split()):
+        return NormalisedText(result, problems, False)  # only spacing changed, if anything
+    words_before = _WORD.findall(unicodedata.normalize("NFC", text).casefold())
     return NormalisedText(result, problems, words_before != _WORD.findall(result.casefold()))

@@ -33,17 +33,26 @@ records beyond one per post (at-least-once re-deliveries). *Recovery*: from the 
 """
 
 HOSTILE = """
-## Hostile inputs
+## Hostile inputs: dead-lettered or decided with problems
 
 {count} generated kinds (tests/hostile_corpus.py), each checked by
-`tests/unit/test_hostile_inputs.py` (reason code, and a decode that allocates under
+`tests/unit/test_hostile_inputs.py` (its outcome, and a decode that allocates under
 64 MiB above the record itself) and streamed through a worker on the real broker by
 `tests/integration/test_hostile_stream.py` (each dead-lettered with its reason, or
-decided; committed offsets cover every record). Hypothesis fuzzes the decoder with
-arbitrary bytes and arbitrary JSON posts.
+decided with exactly its problems listed; committed offsets cover every record).
+Hypothesis fuzzes the decoder with arbitrary bytes and arbitrary JSON posts.
 
-| reason code | kinds |
-| --- | ---: |
+Only a record that is not a post is dead-lettered: not JSON, not an object, a
+`schema_version` this worker does not read, or no usable `post_id`, `author_id` or
+`created_at`. A post whose parts are odd or unusable (a caption over the cap or with
+hidden characters, an image that cannot be read, a key that is not its `post_id`) is
+decided from what could be read, its problems listed in the decision and visible to
+policies: a dead-lettered post is never moderated, so dead-lettering it would be an
+evasion path. `limits.dead_letter_problems` restores dead-lettering per problem
+(docs/policy.md, "Problems").
+
+| outcome | reason code or problems | kinds |
+| --- | --- | ---: |
 """
 
 
@@ -61,13 +70,16 @@ def render(figures: Path, machine: str) -> str:
         )
     text += codec_report.render(codec_rows)
     cases = hostile_cases()
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, str], int] = {}
     for case in cases:
-        key = case.reason.value if case.reason else "(valid: decided)"
+        if case.reason is not None:
+            key = ("dead-lettered", case.reason.value)
+        else:
+            key = ("decided", ", ".join(sorted(p.value for p in case.problems)) or "(none)")
         counts[key] = counts.get(key, 0) + 1
     text += HOSTILE.format(count=len(cases))
-    for reason, count in sorted(counts.items()):
-        text += f"| {reason} | {count} |\n"
+    for (outcome, what), count in sorted(counts.items()):
+        text += f"| {outcome} | {what} | {count} |\n"
     return text
 
 

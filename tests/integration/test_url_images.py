@@ -1,4 +1,5 @@
-"""image_url posts through a real worker on the real broker: fetched, or dead-lettered why.
+"""image_url posts through a real worker on the real broker: fetched, or decided with the
+fetch problem listed.
 
 The image host is a real HTTP server on 127.0.0.1, exempted through
 limits.image_urls.allowed_networks as an operator would exempt an internal image store;
@@ -48,7 +49,7 @@ def _jpeg(shade: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_url_posts_are_fetched_or_dead_lettered_with_their_reason(
+def test_url_posts_are_fetched_or_decided_with_the_fetch_problem(
     isolated_settings: Settings, image_host: Server
 ) -> None:
     base = f"http://127.0.0.1:{image_host.port}"
@@ -101,16 +102,18 @@ def test_url_posts_are_fetched_or_dead_lettered_with_their_reason(
 
     scorer = PixelCountingScorer()
     _, thread, stop, errors = _start_worker(settings, scorer)
-    expected_dead = {f"{n}-{tag}": reason for n, (_, reason) in urls.items() if reason}
-    collected = collect(settings.kafka, 3, len(expected_dead), timeout_s=120)
+    # Posts whose image could not be fetched are decided from their caption, the reason listed.
+    expected = {f"{n}-{tag}": [reason] if reason else [] for n, (_, reason) in urls.items()}
+    collected = collect(settings.kafka, len(expected), 0, timeout_s=120)
     stop.set()
     thread.join(timeout=60)
     assert not errors
 
-    assert set(collected.decisions) == {f"good-{shade}-{tag}" for shade in range(3)}
+    assert {post_id: d["problems"] for post_id, d in collected.decisions.items()} == expected
     assert scorer.images == 3  # the fetched pixels reached the model
-    reasons = {key.decode(): letter.reason for letter, key in collected.dead_letters if key}
-    assert reasons == expected_dead
+    assert not collected.dead_letters
+    unfetched = [d for d in collected.decisions.values() if d["problems"]]
+    assert all(d["action"] == "review" for d in unfetched)  # the default policy's problem rule
     paths = {path for path, _ in image_host.requests}
     assert {"/img/0.jpg", "/img/1.jpg", "/img/2.jpg", "/missing.jpg", "/slow.jpg"} == paths
     committed = {

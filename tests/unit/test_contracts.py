@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import orjson
@@ -155,3 +156,20 @@ def test_committed_schema_files_match_the_models(name: str) -> None:
     assert committed == render(schema_documents()[name]), (
         f"schemas/{name} is stale: run `moderator schema export`"
     )
+
+
+@pytest.mark.parametrize(
+    ("tail", "repeated"),
+    [
+        (b',"caption":"after the image"}', True),
+        (b',"image_b64":"' + base64.b64encode(b"\x00" * 3000) + b'"}', True),
+        (b',"post\\u005fid":"p1"}', True),
+        (b',"metadata":{"caption":"a nested key is not a repeat"}}', False),
+        (b',"note":"a \\"caption\\": in text"}', False),
+    ],
+)
+def test_fields_given_twice_are_found_around_a_large_image(tail: bytes, repeated: bool) -> None:
+    image = base64.b64encode(b"\x00" * 3000).decode()
+    value = _post(image_b64=image)[:-1] + tail
+    parsed = parse_post(value, LIMITS, key=b"p1")
+    assert (ReasonCode.DUPLICATE_FIELDS in parsed.problems) is repeated

@@ -151,3 +151,14 @@ def test_policies_see_problems_and_the_obfuscation_signal(tmp_path: Path) -> Non
     decoded = decode_post(orjson.dumps(with_bad_image), DecodeLimits(), 32)
     assert decoded.pixels is None and decoded.image_unreadable
     assert service.decide_post(decoded, {"hate": 0.0}, None).rules_fired == ["unreadable"]
+
+
+def test_the_quick_check_covers_every_character_normalisation_removes() -> None:
+    from moderator.text import normalise as n
+
+    planes = [*range(0x0, 0x3000), *range(0xFE00, 0x10000), *range(0x1D100, 0x1D200)]
+    planes += [*range(0xE0000, 0xE0200)]
+    for code in planes:
+        text = f"a{chr(code)}a"
+        removed = any(pattern.search(text) for pattern, _ in n._REMOVED)
+        assert not removed or n._ANY_REMOVED.search(text), hex(code)
