@@ -181,6 +181,19 @@ def pipeline() -> dict[str, Any]:
     )
     lay.add(
         timeseries(
+            "Decided with problems by reason",
+            "Posts decided from what could be read (an unreadable image, a cut caption, hidden"
+            " characters, a key that is not the post_id): moderator.errors.PROBLEM_REASONS."
+            " Not dead-lettered: a dead-lettered post is never moderated.",
+            [Target(rate_of("moderator_post_problems_total", by="reason"), "{{reason}}")],
+            "cps",
+            stack=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
             "Errors",
             "Model calls retried, offset commits refused (records re-delivered), record "
             "batches poll could not read (codec missing, corrupt; retried, never skipped), "
