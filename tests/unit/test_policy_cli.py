@@ -64,7 +64,13 @@ def test_test_command_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
     assert "FAIL x" in output and "expected allow, got block" in output
 
 
-def _decision(post_id: str, scores: dict[str, float], action: Action, rules: list[str]) -> bytes:
+def _decision(
+    post_id: str,
+    scores: dict[str, float],
+    action: Action,
+    rules: list[str],
+    problems: tuple[str, ...] = (),
+) -> bytes:
     decision = Decision(
         post_id=post_id,
         author_id="a",
@@ -72,11 +78,26 @@ def _decision(post_id: str, scores: dict[str, float], action: Action, rules: lis
         labels=[],
         scores=scores,
         rules_fired=rules,
+        problems=list(problems),
         policy_version="default@1",
         model_version="m",
         source=SourceRef(topic="t", partition=0, offset=1, timestamp_ms=1_780_000_000_000),
     )
     return orjson.dumps(decision.model_dump(mode="json"))
+
+
+def test_backtest_replays_the_logged_problems() -> None:
+    # Decided before the problem rules existed: replaying shows what they would change.
+    lines = [
+        _decision("img", {"hate": 0.1}, Action.ALLOW, [], ("image_corrupt",)),
+        _decision("conflict", {}, Action.ALLOW, [], ("image_source_conflict",)),
+        _decision("clean", {}, Action.ALLOW, []),
+    ]
+    report = backtest(load_policy(POLICIES / "default.yaml"), lines)
+    assert {c.post_id for c in report.changed} == {"img", "conflict"}
+    rows = {rule: new for rule, _, new in report.rule_rows()}
+    assert rows["problems.unreadable_image"] == 1  # the readable inline image is not
+    assert rows["problems.malformed_record"] == 1
 
 
 def test_backtest_diffs_actions_by_rule_and_label(tmp_path: Path) -> None:
