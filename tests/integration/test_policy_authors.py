@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from moderator.ingest import DecodedPost
 from moderator.local import LocalRedis
 from moderator.policy.authors import DAY, HOUR, AuthorStateConfig, RedisAuthorStore
 from moderator.policy.inputs import NO_HISTORY
 from moderator.policy.loader import load_policy
 from moderator.policy.service import PolicyService
-from moderator.schema import Action
+from moderator.schema import Action, Post
 
 pytestmark = pytest.mark.integration
 T0 = 1_780_000_000.0
@@ -80,20 +81,16 @@ def test_rules_read_counters_kept_by_the_service(store: RedisAuthorStore, tmp_pa
     )
     service = PolicyService(load_policy(tmp_path / "p.yaml"), store)
 
-    class Decoded:
-        def __init__(self, post_id: str) -> None:
-            from moderator.schema import Post
-
-            self.post = Post.model_validate(
-                {"post_id": post_id, "author_id": "x", "created_at": "2026-06-01T00:00:00Z"}
-            )
-            self.pixels = None
-            self.image_sha256 = None
+    def decoded(post_id: str) -> DecodedPost:
+        post = Post.model_validate(
+            {"post_id": post_id, "author_id": "x", "created_at": "2026-06-01T00:00:00Z"}
+        )
+        return DecodedPost(post, pixels=None, image_sha256=None)
 
     ms = int(T0 * 1000)
-    assert service.decide_post(Decoded("1"), {"hate": 0.95}, ms).action is Action.BLOCK
-    assert service.decide_post(Decoded("2"), {"hate": 0.95}, ms + 1000).action is Action.BLOCK
-    third = service.decide_post(Decoded("3"), {"hate": 0.1}, ms + 2000)
+    assert service.decide_post(decoded("1"), {"hate": 0.95}, ms).action is Action.BLOCK
+    assert service.decide_post(decoded("2"), {"hate": 0.95}, ms + 1000).action is Action.BLOCK
+    third = service.decide_post(decoded("3"), {"hate": 0.1}, ms + 2000)
     assert third.rules_fired == ["struck"]
     # Re-delivery of post 3 reads the same counters: the same decision.
-    assert service.decide_post(Decoded("3"), {"hate": 0.1}, ms + 2000) == third
+    assert service.decide_post(decoded("3"), {"hate": 0.1}, ms + 2000) == third
