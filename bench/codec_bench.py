@@ -245,6 +245,10 @@ def main() -> None:
             row[key] = round(value, 2 if key.endswith("us_per_record") else 1)
             if not key.endswith("us_per_record"):
                 row[f"{key}_vs_none"] = round(value / base[key], 3)
+        # Every round's whole-broker and whole-worker figures, to show the spread.
+        for key in ("produce_per_s", "ingest_posts_per_s"):
+            if key in figures:
+                row[f"{key}_rounds"] = [round(run[key]) for run in runs[codec]]
         rows.append(row)
         print(json.dumps(row))
     if args.json:

@@ -69,8 +69,8 @@ class KafkaSettings(_Section):
     fetch_max_wait_ms: int = Field(default=100, ge=0)
     # Codec of the decision, review and dead-letter batches this worker produces; consuming
     # reads every codec whatever this says. lz4, measured with bench/codec_bench.py
-    # (docs/throughput.md, Kafka compression): batches 0.37x the bytes of none, produce and
-    # read-back no slower, ~1 us more CPU per decision. zstd: 0.24x the bytes, ~5 us more.
+    # (docs/throughput.md, Kafka compression): batches 0.37x the bytes of none for ~2 us more
+    # CPU per decision, the least of any codec. zstd: 0.24x the bytes, ~5 us more.
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
 
     @model_validator(mode="after")
