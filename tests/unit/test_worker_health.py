@@ -44,3 +44,26 @@ def test_liveness_fails_when_the_model_has_been_failing_too_long() -> None:
     assert not health.alive()
     health.model_answered()
     assert health.alive()
+
+
+def test_a_stuck_partition_fails_readiness_with_its_reason_not_liveness() -> None:
+    health = WorkerHealth(stall_after_s=60)
+    health.set_ready(True)
+    port = free_port()
+    server = serve_http(health, port, host="127.0.0.1")
+    try:
+        health.set_stuck_partitions(
+            {"posts-3": "stuck at offset 42 (2 failed tries): unsupported_codec: zstd missing"}
+        )
+        status, body = _get(port, "/readyz")
+        assert status == 503
+        assert body.decode().splitlines() == [
+            "not ready",
+            "partition posts-3 stuck at offset 42 (2 failed tries): unsupported_codec: zstd "
+            "missing",
+        ]
+        assert _get(port, "/healthz") == (200, b"ok\n")  # a restart cannot mend it
+        health.set_stuck_partitions({})
+        assert _get(port, "/readyz") == (200, b"ready\n")
+    finally:
+        server.shutdown()
