@@ -21,6 +21,11 @@ on the same batch: a crash loop with the partition stuck behind it.
 
 Backpressure (ModerationWorker._apply_backpressure) pauses and resumes every assigned
 partition; it leaves the partitions in `held()` paused.
+
+Other poll errors (topic authorisation, an offset out of range without a reset policy, a
+fetch that cannot make progress) still raise out of the loop as before: they come from the
+fetch response, not from one batch's bytes, so holding one partition would not isolate
+them, and kafka-python does not spin after them (the response is consumed as it raises).
 """
 
 from __future__ import annotations
