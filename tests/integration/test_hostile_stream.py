@@ -4,6 +4,7 @@ partitions keep moving past every one of them."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from moderator.config import Settings
@@ -55,3 +56,38 @@ def test_hostile_records_are_dead_lettered_or_decided_with_their_problems(
     assert {
         (tp.topic, tp.partition): off for tp, off in committed_offsets(settings).items()
     } == ends
+
+
+EVADED = {
+    "zero-width": "they are v\u200berm\u200bin",
+    "cyrillic-i": "they are verm\u0456n",
+    "fullwidth": "they are \uff56\uff45\uff52\uff4d\uff49\uff4e",
+    "reordered": "they are \u202enimrev\u202c",
+    "plain": "they are vermin",
+}
+
+
+def test_evaded_words_reach_the_model_as_the_plain_word(isolated_settings: Settings) -> None:
+    # KeywordScorer scores hate only when the text it receives contains "vermin": each
+    # spelling a reader sees as "vermin" must arrive as that word, and the post is blocked.
+    settings = isolated_settings
+    create_topics(settings)
+    producer = create_producer(settings.kafka)
+    for name, caption in EVADED.items():
+        value = orjson.dumps(
+            {"post_id": name, "author_id": "a", "created_at": "2026-11-30T00:00:00Z"}
+            | {"caption": caption}
+        )
+        producer.send(settings.kafka.posts_topic, key=name.encode(), value=value)
+    producer.flush()
+    producer.close()
+    _worker, thread, stop, errors = _start_worker(settings, KeywordScorer())
+    collected = collect(settings.kafka, len(EVADED), 0, timeout_s=120)
+    stop.set()
+    thread.join(timeout=60)
+    assert not errors
+    for name in EVADED:
+        decision = collected.decisions[name]
+        assert decision["scores"]["hate"] == 0.95, name
+        assert decision["action"] == "block", name
+        assert ("obfuscation" in decision["labels"]) is (name != "plain"), name
