@@ -135,6 +135,8 @@ def _image_bytes(post: Post, limits: DecodeLimits, fetcher: ImageFetcher | None)
 
 def refuse_listed_problems(problems: Problems, limits: DecodeLimits) -> None:
     """Raise for the first problem the settings dead-letter (`limits.dead_letter_problems`)."""
+    if not problems or not limits.dead_letter_problems:
+        return  # the common case
     for problem, detail in problems.items():
         if problem in limits.dead_letter_problems:
             raise InvalidPostError(problem, detail)
