@@ -1,4 +1,5 @@
-"""The demo's closing summary: throughput, latency, actions, categories, dead letters."""
+"""The demo's closing summary: throughput, latency, actions, categories, problems, dead
+letters."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
     rate = decided / figures.seconds if figures.seconds > 0 else 0.0
     overview = Table(title="moderator demo", show_header=False)
     overview.add_row("records produced", str(figures.produced))
-    overview.add_row("valid posts decided", f"{decided} / {figures.expected_valid}")
+    overview.add_row("posts decided", f"{decided} / {figures.expected_valid}")
     overview.add_row("dead-lettered", f"{dead} / {figures.expected_dead}")
     overview.add_row(
         "duplicate decisions (re-deliveries)", str(collected.decision_records - decided)
@@ -55,47 +56,36 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
     overview.add_row("image features from cache", str(hits))
     console.print(overview)
 
-    actions = Counter(d["action"] for d in collected.decisions.values())
-    by_action = Table(title="decisions by action")
-    by_action.add_column("action")
-    by_action.add_column("posts", justify="right")
-    for action in ("allow", "label", "review", "block"):
-        by_action.add_row(action, str(actions.get(action, 0)))
-    console.print(by_action)
-
-    labels = Counter(label for d in collected.decisions.values() for label in d["labels"])
-    by_category = Table(title="labels applied")
-    by_category.add_column("label")
-    by_category.add_column("posts", justify="right")
-    for category, count in labels.most_common():
-        by_category.add_row(category, str(count))
-    console.print(by_category)
-
-    high = Counter(
-        category
-        for d in collected.decisions.values()
-        for category, score in d["scores"].items()
-        if score >= 0.5
-    )
-    by_score = Table(title="posts scoring ≥ 0.5 by category")
-    by_score.add_column("category")
-    by_score.add_column("posts", justify="right")
-    for category, count in high.most_common():
-        by_score.add_row(category, str(count))
-    console.print(by_score)
-
-    problems = Counter(p for d in collected.decisions.values() for p in d.get("problems", ()))
+    decisions = list(collected.decisions.values())
+    actions = Counter(d["action"] for d in decisions)
+    # Every action, in severity order, zeros included.
+    _print_counts(console, "decisions by action", "action", "posts", actions, order=ACTIONS)
+    labels = Counter(label for d in decisions for label in d["labels"])
+    _print_counts(console, "labels applied", "label", "posts", labels)
+    high = Counter(c for d in decisions for c, score in d["scores"].items() if score >= 0.5)
+    _print_counts(console, "posts scoring ≥ 0.5 by category", "category", "posts", high)
+    problems = Counter(p for d in decisions for p in d.get("problems", ()))
     if problems:
-        by_problem = Table(title="decided with problems (read from what could be used)")
-        by_problem.add_column("problem")
-        by_problem.add_column("posts", justify="right")
-        for problem, count in problems.most_common():
-            by_problem.add_row(problem, str(count))
-        console.print(by_problem)
+        title = "decided with problems (read from what could be used)"
+        _print_counts(console, title, "problem", "posts", problems)
     reasons = Counter(letter.reason.value for letter, _ in collected.dead_letters)
-    by_reason = Table(title="dead letters by reason")
-    by_reason.add_column("reason")
-    by_reason.add_column("records", justify="right")
-    for reason, count in reasons.most_common():
-        by_reason.add_row(reason, str(count))
-    console.print(by_reason)
+    _print_counts(console, "dead letters by reason", "reason", "records", reasons)
+
+
+ACTIONS = ("allow", "label", "review", "block")
+
+
+def _print_counts(
+    console: Console,
+    title: str,
+    key: str,
+    unit: str,
+    counts: Counter[str],
+    order: tuple[str, ...] | None = None,
+) -> None:
+    table = Table(title=title)
+    table.add_column(key)
+    table.add_column(unit, justify="right")
+    for name in order or [name for name, _ in counts.most_common()]:
+        table.add_row(name, str(counts.get(name, 0)))
+    console.print(table)
