@@ -164,6 +164,9 @@ def test_settings_file_loads_in_the_worker(
     assert settings.worker.metrics_port == port
     assert settings.kafka.bootstrap_servers and settings.serving.ray_address
     assert settings.kafka.compression_type == "lz4"  # kafka.producer.compressionType
+    assert (settings.worker.stuck_retry_s, settings.worker.stuck_retry_max_s) == (1, 60)
+    assert settings.limits.dead_letter_problems == []  # limits.deadLetterProblems
+    assert {"HEIF", "AVIF"} <= set(settings.limits.allowed_image_formats)
     if settings.kafka.security_protocol.startswith("SASL_"):
         assert settings.kafka.sasl_username and settings.kafka.sasl_password
     if settings.redis.enabled:
