@@ -43,11 +43,12 @@ from kafka.record.default_records import DefaultRecordBase
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from moderator.benchmark import ingest
-from moderator.config import KafkaSettings, RedisSettings, Settings
+from moderator.config import DEFAULT_POLICY, KafkaSettings, RedisSettings, Settings
 from moderator.demo import run as demo_run
 from moderator.demo.samples import sample_stream
 from moderator.io import connection_options, create_producer, ensure_topics
 from moderator.local import LocalBroker
+from moderator.policy import load_policy
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 CODEC_IDS = {
@@ -57,16 +58,8 @@ CODEC_IDS = {
     "lz4": DefaultRecordBase.CODEC_LZ4,
     "zstd": DefaultRecordBase.CODEC_ZSTD,
 }
-CATEGORIES = (
-    "hate",
-    "offensive",
-    "violence",
-    "weapons",
-    "drugs",
-    "alcohol",
-    "gambling",
-    "swimwear",
-)
+# Decisions carry a score per category of the default policy.
+CATEGORIES = load_policy(DEFAULT_POLICY).categories
 PARTITIONS = 4
 BURST = 64
 

@@ -80,6 +80,18 @@ IMAGE_PROBLEMS = frozenset(
     for code in PROBLEM_REASONS
     if code.value.startswith("image_") or code.value == "bad_base64"
 )
+# The image problems that leave a post without pixels (a source conflict keeps the inline
+# image): `post.image_unreadable` for policies, from the decoder or a logged decision alike.
+UNREADABLE_IMAGE_PROBLEMS = IMAGE_PROBLEMS - {ReasonCode.IMAGE_SOURCE_CONFLICT}
+
+
+class UnreadableReason(StrEnum):
+    """Why a fetched record batch could not be read (moderator.io.unreadable). Values are
+    metric labels: keep them stable."""
+
+    UNSUPPORTED_CODEC = "unsupported_codec"
+    CORRUPT_BATCH = "corrupt_batch"
+    UNDECODABLE_BATCH = "undecodable_batch"
 
 
 class InvalidPostError(ModeratorError):

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from moderator.errors import PROBLEM_REASONS, ReasonCode
+from moderator.errors import PROBLEM_REASONS, ReasonCode, UnreadableReason
 from moderator.schema import Action
 
 _LATENCY_BUCKETS = (
@@ -30,8 +30,8 @@ CACHE_KINDS = ("image", "text")
 CACHE_RESULTS = ("hit", "miss", "corrupt", "error")
 RELOAD_OUTCOMES = ("ok", "invalid")
 COMMIT_OUTCOMES = ("ok", "failed")
-# Why a fetched record batch could not be read (moderator.io.unreadable.UnreadableReason).
-UNREADABLE_REASONS = ("unsupported_codec", "corrupt_batch", "undecodable_batch")
+# Why a fetched record batch could not be read (moderator.io.unreadable).
+UNREADABLE_REASONS = tuple(reason.value for reason in UnreadableReason)
 RULE_MODES = ("live", "shadow")
 
 # -- flow through the worker ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from moderator.demo.collect import Collected
+from moderator.schema import Action
 
 
 @dataclass
@@ -59,7 +60,8 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
     decisions = list(collected.decisions.values())
     actions = Counter(d["action"] for d in decisions)
     # Every action, in severity order, zeros included.
-    _print_counts(console, "decisions by action", "action", "posts", actions, order=ACTIONS)
+    order = tuple(action.value for action in Action)
+    _print_counts(console, "decisions by action", "action", "posts", actions, order=order)
     labels = Counter(label for d in decisions for label in d["labels"])
     _print_counts(console, "labels applied", "label", "posts", labels)
     high = Counter(c for d in decisions for c, score in d["scores"].items() if score >= 0.5)
@@ -70,9 +72,6 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
         _print_counts(console, title, "problem", "posts", problems)
     reasons = Counter(letter.reason.value for letter, _ in collected.dead_letters)
     _print_counts(console, "dead letters by reason", "reason", "records", reasons)
-
-
-ACTIONS = ("allow", "label", "review", "block")
 
 
 def _print_counts(

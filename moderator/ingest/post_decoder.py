@@ -27,7 +27,7 @@ import pydantic_core
 from pydantic import ValidationError
 
 from moderator.config import DecodeLimits
-from moderator.errors import IMAGE_PROBLEMS, InvalidPostError, ReasonCode
+from moderator.errors import UNREADABLE_IMAGE_PROBLEMS, InvalidPostError, ReasonCode
 from moderator.ingest.image import decode_image
 from moderator.ingest.url_fetch import ImageFetcher
 from moderator.schema.post import MAX_CAPTION_CHARS, POST_SCHEMA_VERSION, Post
@@ -76,7 +76,7 @@ class DecodedPost:
     @property
     def image_unreadable(self) -> bool:
         """The post carried an image and none could be read."""
-        return self.pixels is None and any(p in IMAGE_PROBLEMS for p in self.problems)
+        return not UNREADABLE_IMAGE_PROBLEMS.isdisjoint(self.problems)
 
 
 def decode_post(

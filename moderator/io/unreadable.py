@@ -38,25 +38,16 @@ of range) are raised before any batch is read and are not wrapped.
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError, UnsupportedCodecError
 
-from moderator.errors import ModeratorError
+from moderator.errors import ModeratorError, UnreadableReason
 
 logger = logging.getLogger(__name__)
 
 _DETAIL_CHARS = 300
-
-
-class UnreadableReason(StrEnum):
-    """Why a record batch could not be read. Values are metric labels: keep them stable."""
-
-    UNSUPPORTED_CODEC = "unsupported_codec"
-    CORRUPT_BATCH = "corrupt_batch"
-    UNDECODABLE_BATCH = "undecodable_batch"
 
 
 def classify(error: BaseException) -> UnreadableReason:

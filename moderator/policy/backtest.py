@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from moderator.errors import IMAGE_PROBLEMS, ReasonCode
 from moderator.policy.engine import CompiledPolicy, PolicyResult
 from moderator.policy.inputs import PolicyInput
 from moderator.schema.decision import Action, Decision
@@ -132,9 +131,6 @@ def _input(decision: Decision, post: Post | None) -> PolicyInput:
     now = decision.source.timestamp_ms / 1000.0
     # The logged problems replay as they were: the image is not re-read.
     problems = tuple(decision.problems)
-    unreadable = any(
-        p in IMAGE_PROBLEMS and p != ReasonCode.IMAGE_SOURCE_CONFLICT for p in problems
-    )
     if post is None:
         return PolicyInput(
             scores=dict(decision.scores),
@@ -142,11 +138,8 @@ def _input(decision: Decision, post: Post | None) -> PolicyInput:
             author_id=decision.author_id,
             now=now,
             problems=problems,
-            image_unreadable=unreadable,
         )
-    return PolicyInput.from_post(
-        post, dict(decision.scores), now=now, problems=problems, image_unreadable=unreadable
-    )
+    return PolicyInput.from_post(post, dict(decision.scores), now=now, problems=problems)
 
 
 def _tally(

@@ -8,7 +8,7 @@ cases:
     input:
       scores: {hate: 0.95}    # categories left out score 0.0
       post: {caption: "...", lang: en, has_image: true, metadata: {source: api},
-             problems: [image_corrupt], image_unreadable: true}
+             problems: [image_corrupt]}   # an image problem -> post.image_unreadable
       author: {strikes: 2, posts_last_hour: 3}
       banks: {known_bad_pdq: 4}   # bank name -> distance of the match
     expect:
@@ -46,7 +46,6 @@ class CasePost(_Strict):
     has_image: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
     problems: list[str] = Field(default_factory=list)
-    image_unreadable: bool = False
 
 
 class CaseAuthor(_Strict):
@@ -136,7 +135,6 @@ def case_input(case: PolicyCase, default_now: float | None) -> PolicyInput:
         has_image=given.post.has_image,
         metadata=dict(given.post.metadata),
         problems=tuple(given.post.problems),
-        image_unreadable=given.post.image_unreadable,
         author=AuthorCounters(
             posts_last_hour=given.author.posts_last_hour,
             posts_last_day=given.author.posts_last_day,

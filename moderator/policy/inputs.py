@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from moderator.errors import UNREADABLE_IMAGE_PROBLEMS
 from moderator.policy.terms import TextForms, text_forms
 from moderator.text import NormalisedText, normalise_text
 
@@ -55,8 +56,6 @@ class PolicyInput:
     """Evaluation time, epoch seconds (rule expiry); None means the wall clock."""
     problems: tuple[str, ...] = ()
     """Reason codes of the post's odd or unusable parts (the decision's `problems`)."""
-    image_unreadable: bool = False
-    """The post carried an image and none could be read (scores come from the caption)."""
     text: NormalisedText | None = None
     """The caption as the model reads it; None → normalised from `caption` on first use."""
     _caption_forms: TextForms | None = field(default=None, init=False, repr=False)
@@ -66,6 +65,11 @@ class PolicyInput:
         if text is None:
             text = self.text = normalise_text(self.caption)
         return text
+
+    @property
+    def image_unreadable(self) -> bool:
+        """The post carried an image and none could be read (scores come from the caption)."""
+        return not UNREADABLE_IMAGE_PROBLEMS.isdisjoint(self.problems)
 
     def caption_forms(self) -> TextForms:
         forms = self._caption_forms
@@ -83,7 +87,6 @@ class PolicyInput:
         hash_matches: Mapping[str, int] = _EMPTY,
         now: float | None = None,
         problems: tuple[str, ...] = (),
-        image_unreadable: bool = False,
         text: NormalisedText | None = None,
     ) -> PolicyInput:
         """From a `moderator.schema.Post` (or anything with the same attributes)."""
@@ -99,6 +102,5 @@ class PolicyInput:
             hash_matches=hash_matches,
             now=now,
             problems=problems,
-            image_unreadable=image_unreadable,
             text=text,
         )

@@ -59,9 +59,6 @@ class DecodedPostLike(Protocol):
     def problems(self) -> Mapping[Any, str]: ...
 
     @property
-    def image_unreadable(self) -> bool: ...
-
-    @property
     def caption_text(self) -> NormalisedText: ...
 
 
@@ -127,7 +124,6 @@ class PolicyService:
             hash_matches=hash_matches,
             now=now,
             problems=tuple(str(problem) for problem in decoded.problems),
-            image_unreadable=decoded.image_unreadable,
             text=decoded.caption_text,
         )
         result = self._finish(policy, data, now, post)

@@ -22,7 +22,6 @@ from kafka.errors import KafkaError
 from kafka.record.default_records import DefaultRecordBase
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
-from moderator import metrics
 from moderator.io.unreadable import (
     UnreadableBatchError,
     UnreadableReason,
@@ -111,10 +110,6 @@ def test_every_codec_library_is_installed_and_reads(consumer: Any, codec: str) -
     data = _batch(getattr(DefaultRecordBase, f"CODEC_{codec}"), 4)
     values = [r.value for r in _records(consumer, data, 0, check_crcs=True).take(10)]
     assert values == [_value(i) for i in range(4)]
-
-
-def test_metric_reasons_match_the_enum() -> None:
-    assert set(metrics.UNREADABLE_REASONS) == {reason.value for reason in UnreadableReason}
 
 
 class FakeConsumer:
