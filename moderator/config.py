@@ -132,7 +132,20 @@ class RedisSettings(_Section):
 
 
 class ServingSettings(_Section):
+    # Errors never echo the input: this section holds the Ray token.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     ray_address: str | None = Field(default=None, description="Ray cluster to join; unset → local.")
+    ray_auth_mode: Literal["token", "disabled"] = Field(
+        default="token",
+        description="token: join Ray only with a token, and start local Ray with a per-run one.",
+    )
+    ray_auth_token: SecretStr | None = Field(
+        default=None, description="Token of the Ray cluster to join (RAY_AUTH_TOKEN's value)."
+    )
+    ray_auth_token_file: Path | None = Field(
+        default=None, description="File holding that token (a mounted Secret), if not inline."
+    )
     app_name: str = "moderator"
     checkpoint: Path | None = Field(default=None, description="Model directory; unset → starter.")
     num_replicas: int = Field(default=1, ge=1)
@@ -325,4 +338,6 @@ def settings_file_data(settings: Settings) -> dict[str, object]:
         data["kafka"]["sasl_password"] = settings.kafka.sasl_password.get_secret_value()
     if settings.redis.url is not None:
         data["redis"]["url"] = settings.redis.url.get_secret_value()
+    if settings.serving.ray_auth_token is not None:
+        data["serving"]["ray_auth_token"] = settings.serving.ray_auth_token.get_secret_value()
     return data
