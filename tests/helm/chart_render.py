@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,3 +90,22 @@ def one(manifests: list[Manifest], kind: str, name_suffix: str = "") -> Manifest
     found = [m for m in of_kind(manifests, kind) if m["metadata"]["name"].endswith(name_suffix)]
     assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {len(found)}"
     return found[0]
+
+
+def ray_auth_secret(manifests: list[Manifest]) -> Manifest:
+    """The Secret the chart creates for the Ray auth token."""
+    return one(manifests, "Secret", "-ray-auth")
+
+
+def ray_token(manifests: list[Manifest]) -> str:
+    """The Ray auth token of the chart's Secret, decoded."""
+    return base64.b64decode(ray_auth_secret(manifests)["data"]["auth_token"]).decode()
+
+
+def mask_ray_token(manifests: list[Manifest]) -> list[Manifest]:
+    """A copy with the chart's random Ray token replaced, so two renders can be compared."""
+    masked = copy.deepcopy(manifests)
+    for secret in of_kind(masked, "Secret"):
+        if secret["metadata"]["name"].endswith("-ray-auth"):
+            secret["data"]["auth_token"] = "<masked>"
+    return masked

@@ -28,8 +28,10 @@ from tests.helm.chart_render import (
     REPO,
     Manifest,
     lint,
+    mask_ray_token,
     of_kind,
     one,
+    ray_token,
     render,
     run_helm,
     template,
@@ -287,7 +289,8 @@ def test_policies_config_map_carries_the_repository_policy(
 
 def test_external_ray_cluster_renders_no_rayservice() -> None:
     address = "ray://ray-head.ml.svc:10001"
-    manifests = render([MINIMAL], ["ray.enabled=false", f"serving.rayAddress={address}"])
+    sets = ["ray.enabled=false", f"serving.rayAddress={address}", "ray.auth.existingSecret=ml-ray"]
+    manifests = render([MINIMAL], sets)
     assert not of_kind(manifests, "RayService") and not of_kind(manifests, "PodMonitor")
     settings = yaml.safe_load(one(manifests, "ConfigMap", "-settings")["data"]["settings.yaml"])
     assert settings["serving"]["ray_address"] == address
@@ -327,6 +330,10 @@ TEMPLATE_REJECTED = {
     "too many workers": (["worker.replicas=13"], "exceeds kafka.topics.posts.partitions"),
     "min above max": (["ray.workers.minReplicas=5"], "minReplicas exceeds ray.workers.maxReplicas"),
     "policy file missing": (["policies.file=strict.yaml"], "strict.yaml"),
+    "external Ray, no token Secret": (
+        ["ray.enabled=false", "serving.rayAddress=ray://ray-head.ml.svc:10001"],
+        "ray.auth.existingSecret is required with ray.enabled=false",
+    ),
 }
 
 
@@ -425,4 +432,8 @@ def test_packaged_chart_renders_the_same(tmp_path: Path) -> None:
     result = run_helm("package", CHART, "--destination", tmp_path)
     assert result.returncode == 0, result.output
     (archive,) = tmp_path.glob("moderator-*.tgz")
-    assert render([MINIMAL], chart=archive) == render([MINIMAL])
+    packaged, unpacked = render([MINIMAL], chart=archive), render([MINIMAL])
+    # Each render draws a fresh Ray token (no cluster to look the Secret up in): compare
+    # everything else, and that both drew one.
+    assert len(ray_token(packaged)) == len(ray_token(unpacked)) == 64
+    assert mask_ray_token(packaged) == mask_ray_token(unpacked)

@@ -85,6 +85,23 @@ app.kubernetes.io/component: ray
 {{- end }}
 {{- end }}
 
+{{/*
+Secret holding the Ray auth token under "auth_token": ray.auth.existingSecret, or the one
+the chart creates (secret-ray-auth.yaml). Empty when ray.auth.mode is disabled.
+*/}}
+{{- define "moderator.rayAuthSecret" -}}
+{{- if eq .Values.ray.auth.mode "token" }}
+{{- default (printf "%s-ray-auth" (include "moderator.fullname" .)) .Values.ray.auth.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-template annotation that restarts a pod when ray.auth.tokenRevision changes. */}}
+{{- define "moderator.rayAuthAnnotation" -}}
+{{- with .Values.ray.auth.tokenRevision -}}
+moderator/ray-auth-revision: {{ . | toString | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "moderator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
@@ -117,6 +134,9 @@ GPU pods, ...). Note: `helm lint` logs `fail` messages instead of failing.
 {{- end }}
 {{- if gt (int .Values.serving.autoscaling.minReplicas) (int .Values.serving.autoscaling.maxReplicas) }}
 {{- fail "serving.autoscaling.minReplicas exceeds serving.autoscaling.maxReplicas" }}
+{{- end }}
+{{- if and (not .Values.ray.enabled) (eq .Values.ray.auth.mode "token") (not .Values.ray.auth.existingSecret) }}
+{{- fail "ray.auth.existingSecret is required with ray.enabled=false and ray.auth.mode=token: name a Secret holding the external Ray cluster's token under the key auth_token (or set ray.auth.mode=disabled if that cluster has no token)" }}
 {{- end }}
 {{- end }}
 
