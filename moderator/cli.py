@@ -123,7 +123,11 @@ def serve(config: ConfigOption = None) -> None:
 
     _logging(True)
     settings = _settings(config)
-    connect_ray(settings.serving.ray_address)
+    try:
+        connect_ray(settings.serving)
+    except ModeratorError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
     deploy_classifier(settings.serving)
     console.print(f"Serve app {settings.serving.app_name!r} deployed; Ctrl-C to leave it running")
     try:

@@ -12,7 +12,13 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from moderator.config import KafkaSettings, RedisSettings, Settings, WorkerSettings
+from moderator.config import (
+    KafkaSettings,
+    RedisSettings,
+    ServingSettings,
+    Settings,
+    WorkerSettings,
+)
 from moderator.local import LocalBroker, LocalRedis
 
 
@@ -51,22 +57,18 @@ def settings_for(broker: LocalBroker, redis_server: LocalRedis) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
-    """One local Ray instance with the Classifier app (starter model) for the whole session."""
-    import logging
-
+def ray_serving() -> Iterator[ServingSettings]:
+    """One Ray instance of the session's own (address="local", a per-run token) with the
+    Classifier app (starter model); yields serving settings that join it."""
     import ray
     from ray import serve
 
-    from moderator.config import ServingSettings
-    from moderator.serving.runner import deploy_classifier
+    from moderator.serving.runner import deploy_classifier, start_local_ray
 
-    ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
-    )
+    serving = start_local_ray(ServingSettings(torch_threads=1), num_cpus=2)
     try:
-        deploy_classifier(ServingSettings(torch_threads=1))
-        yield ray.get_runtime_context().gcs_address
+        deploy_classifier(serving)
+        yield serving
     finally:
         serve.shutdown()
         ray.shutdown()

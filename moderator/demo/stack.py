@@ -20,7 +20,8 @@ from ray import serve
 from moderator.config import ServingSettings, Settings, settings_file_data
 from moderator.io import ensure_topics
 from moderator.local import LocalBroker, LocalRedis
-from moderator.serving.runner import deploy_classifier
+from moderator.serving.ray_auth import MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV
+from moderator.serving.runner import deploy_classifier, start_local_ray
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +44,22 @@ def local_services(settings: Settings) -> Iterator[Settings]:
 def local_ray(
     settings: Settings, num_cpus: int = 2, wait_for_app: bool = True
 ) -> Iterator[Settings]:
-    """Start Ray on this machine with the Classifier app; yield settings with its address.
+    """Start Ray of our own on this machine with the Classifier app; yield settings that
+    join it (its address and per-run token).
 
     With wait_for_app=False the app deploys on a background thread while the caller
     starts workers (they wait for the app themselves): the replica's model load and the
     worker's start-up overlap, which takes ~10 s off the demo's first decision.
     """
-    ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
+    serving = start_local_ray(settings.serving, num_cpus)
     deployer = threading.Thread(
-        target=_deploy_logged, args=(settings.serving,), name="serve-deploy", daemon=True
+        target=_deploy_logged, args=(serving,), name="serve-deploy", daemon=True
     )
     try:
         deployer.start()
         if wait_for_app:
             deployer.join()
-        address = ray.get_runtime_context().gcs_address
-        yield settings.model_copy(
-            update={"serving": settings.serving.model_copy(update={"ray_address": address})}
-        )
+        yield settings.model_copy(update={"serving": serving})
     finally:
         deployer.join(timeout=120)
         with contextlib.suppress(Exception):
@@ -138,7 +132,11 @@ class WorkerProcess:
 
 
 def _child_env() -> dict[str, str]:
-    # The settings file is complete; stray MODERATOR_ variables would override it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATOR_")}
+    # The settings file is complete; stray MODERATOR_ (or Ray address and token) variables
+    # would override it.
+    ray_vars = {MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV, "RAY_ADDRESS"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MODERATOR_") and k not in ray_vars
+    }
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

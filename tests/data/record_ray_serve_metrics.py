@@ -58,9 +58,12 @@ def main() -> int:
     from moderator.config import ServingSettings
     from moderator.local import free_port
     from moderator.serving.classifier_deployment import DEPLOYMENT_NAME
+    from moderator.serving.ray_auth import new_local_token, use_token
 
     port = free_port()
+    use_token(new_local_token())
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

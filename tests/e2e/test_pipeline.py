@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from moderator.config import Settings
+from moderator.config import ServingSettings, Settings
 from moderator.demo.collect import collect
 from moderator.demo.stack import WorkerProcess, create_topics
 from moderator.schema import Decision
@@ -17,13 +17,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_posts_become_decisions_and_offsets_cover_every_record(
-    isolated_settings: Settings, ray_address: str, tmp_path: Path
+    isolated_settings: Settings, ray_serving: ServingSettings, tmp_path: Path
 ) -> None:
-    settings = isolated_settings.model_copy(
-        update={
-            "serving": isolated_settings.serving.model_copy(update={"ray_address": ray_address})
-        }
-    )
+    settings = isolated_settings.model_copy(update={"serving": ray_serving})
     create_topics(settings)
     samples, ends = _produce(settings, 240)
     valid = {s.post_id for s in samples if s.valid}

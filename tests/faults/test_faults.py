@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from moderator.config import Settings
+from moderator.config import ServingSettings, Settings
 from moderator.local import LocalBroker, LocalRedis
 from tests.faults.harness import FaultRun, fault_run
 from tests.paths import REPO
@@ -27,10 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture()
-def settings(isolated_settings: Settings, ray_address: str) -> Settings:
-    serving = isolated_settings.serving.model_copy(update={"ray_address": ray_address})
+def settings(isolated_settings: Settings, ray_serving: ServingSettings) -> Settings:
     worker = isolated_settings.worker.model_copy(update={"batch_size": 64})
-    return isolated_settings.model_copy(update={"serving": serving, "worker": worker})
+    return isolated_settings.model_copy(update={"serving": ray_serving, "worker": worker})
 
 
 INJECTS = {
