@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +29,14 @@ from moderator.errors import PROBLEM_REASONS, ConfigError, ReasonCode
 from moderator.yamlfile import YamlFileError, load_located_yaml
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+
+
+# Model arithmetic, shared by serving, training and the model package (torch-free here).
+# fp16 needs CUDA; int8 (dynamic, Linear layers) is CPU-only. docs/model.md has the trade-offs.
+Precision = Literal["fp32", "bf16", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+# auto: CUDA when the replica was given a GPU and torch sees one, else the CPU.
+Device = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
 
 
 class _Section(BaseModel):

@@ -1,4 +1,4 @@
-"""CPU inference precision: fp32, bf16 (autocast) or dynamic int8 (Linear layers)."""
+"""How a loaded model runs: device, and arithmetic (fp32, bf16/fp16 autocast, dynamic int8)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-Precision = Literal["fp32", "bf16", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+from moderator.config import PRECISIONS, Precision
+from moderator.model.errors import ModelLoadError
+
+__all__ = ["PRECISIONS", "InferenceOptions", "Precision", "resolve_device"]
+
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
@@ -21,6 +24,12 @@ class InferenceOptions:
     """How a loaded model runs; anything but fp32 changes scores slightly, and so the version."""
 
     precision: Precision = "fp32"
+    # A resolved torch device ("cpu", "cuda", "cuda:1"); see resolve_device for "auto".
+    device: str = "cpu"
+    # TF32 matmuls and convolutions on CUDA (Ampere and newer); no effect on the CPU.
+    tf32: bool = False
+    # torch.compile the encoders, with a warm-up at load so no real batch pays for it.
+    compile: bool = False
 
     def version_suffix(self) -> str:
         """Appended to model_version so decisions record which arithmetic produced them."""
@@ -60,3 +69,24 @@ def precision_context(options: InferenceOptions) -> Iterator[None]:
                 yield
         else:
             yield
+
+
+def resolve_device(requested: str, num_gpus: float = 0.0) -> str:
+    """"auto" → "cuda" when the replica was given a GPU (num_gpus > 0) and torch sees one,
+    else "cpu"; an explicit CUDA device torch cannot see is a ModelLoadError at load time,
+    never an error at the first batch."""
+    if requested == "auto":
+        return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"device {requested!r}: torch sees no CUDA device here "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+                "use device auto or cpu, or give the replica a GPU (num_gpus)"
+            )
+        index = torch.device(requested).index or 0
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"device {requested!r}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+    return requested
