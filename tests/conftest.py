@@ -22,6 +22,20 @@ from moderator.config import (
 from moderator.local import LocalBroker, LocalRedis
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked gpu run only where torch sees a CUDA device (scripts/gpu-check.sh)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch sees none)")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
     with LocalBroker() as running:
