@@ -404,6 +404,7 @@ def model_serving() -> dict[str, Any]:
         8,
         8,
     )
+    _replica_compute(lay)
     return dashboard(
         "moderator-model-serving",
         "Moderator / Model serving",
@@ -411,4 +412,59 @@ def model_serving() -> dict[str, Any]:
         "(ray_serve_*, scraped from the Ray pods).",
         lay,
         WORKER_VARIABLES + RAY_VARIABLES,
+    )
+
+
+def _replica_compute(lay: Layout) -> None:
+    """The replica's own figures (moderator/serving/replica_metrics.py), via Ray's agent."""
+    lay.row("Replica compute (the Classifier's own metrics)")
+    lay.add(
+        timeseries(
+            "Forward pass per merged batch",
+            "Compute thread time of one merged batch until its scores are back in host "
+            "memory (device time plus copies on CUDA), by device kind.",
+            quantiles("ray_moderator_replica_forward_seconds", R, by="device"),
+            "s",
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Posts per forward pass",
+            "Posts the replica scores in one forward pass: small batches on a busy GPU "
+            "mean raise serving.max_batch_size or worker.batch_size.",
+            [
+                *quantiles("ray_moderator_replica_forward_posts", R, qs=(0.5, 0.95)),
+                Target(
+                    f"{rate_of('ray_moderator_replica_forward_posts_sum', R)}"
+                    f" / {rate_of('ray_moderator_replica_forward_posts_count', R)}",
+                    "mean",
+                ),
+            ],
+        ),
+        8,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "GPU utilisation and memory per replica",
+            "NVML, sampled every 5 s; no series on CPU replicas. Idle while requests queue "
+            "fires ModeratorReplicaGpuIdle.",
+            [
+                Target(
+                    f"max by (replica) (ray_moderator_replica_gpu_utilization_ratio{{{R}}})",
+                    "{{replica}} busy",
+                ),
+                Target(
+                    f"max by (replica) (ray_moderator_replica_gpu_memory_used_bytes{{{R}}})"
+                    f" / max by (replica) "
+                    f"(ray_moderator_replica_gpu_memory_total_bytes{{{R}}})",
+                    "{{replica}} memory used",
+                ),
+            ],
+            "percentunit",
+        ),
+        8,
+        8,
     )

@@ -5,7 +5,7 @@ Run: ``python tests/data/record_ray_serve_metrics.py``.
 Starts a local Ray with a metrics export port, deploys a stand-in for the Classifier
 (same deployment and application names, a @serve.batch method, one call that
 raises so the error counter exists), calls it through a DeploymentHandle as a
-worker does, and writes the ray_serve_* families the dashboards in deploy/grafana/
+worker does, and writes the ray_serve_* and ray_moderator_* families the dashboards in deploy/grafana/
 use to tests/data/ray_serve_metrics.prom, as Ray's metrics agent served them.
 
 The dashboard tests serve that file to Prometheus as a second scrape target, so
@@ -30,10 +30,11 @@ OUT = HERE / "ray_serve_metrics.prom"
 
 
 def dashboard_families() -> set[str]:
-    """ray_serve_* metric families named by the dashboards (histogram suffixes removed)."""
+    """ray_serve_* and ray_moderator_* (the replica's own) metric families named by the
+    dashboards (histogram suffixes removed)."""
     names: set[str] = set()
     for path in (REPO / "deploy" / "grafana").glob("*.json"):
-        for name in re.findall(r"\bray_serve_\w+", path.read_text()):
+        for name in re.findall(r"\bray_(?:serve|moderator)_\w+", path.read_text()):
             names.add(re.sub(r"_(bucket|sum|count)$", "", name))
     return names
 
@@ -59,6 +60,7 @@ def main() -> int:
     from moderator.local import free_port
     from moderator.serving.classifier_deployment import DEPLOYMENT_NAME
     from moderator.serving.ray_auth import new_local_token, use_token
+    from moderator.serving.replica_metrics import ReplicaMetrics
 
     port = free_port()
     use_token(new_local_token())
@@ -73,6 +75,11 @@ def main() -> int:
 
     @serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=8)
     class StandIn:
+        def __init__(self) -> None:
+            # The Classifier's own metrics, from the same module. No GPU here: the GPU
+            # gauges carry stand-in values so that their names and labels are recorded.
+            self.metrics = ReplicaMetrics("cpu")
+
         async def score_batch(self, value: int) -> int:
             if value < 0:
                 raise ValueError("recorded error")
@@ -81,6 +88,8 @@ def main() -> int:
 
         @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
         async def _score_merged(self, values: list[int]) -> list[int]:
+            self.metrics.observe_forward(0.004, len(values))
+            self.metrics.set_gpu(0.5, 2**30, 80 * 2**30)
             return [value * 2 for value in values]
 
     families = dashboard_families()

@@ -285,7 +285,7 @@ def _dashboard_targets() -> list[tuple[str, str, str]]:
 
 
 def _is_ray(expr: str) -> bool:
-    return "ray_serve_" in expr
+    return "ray_serve_" in expr or "ray_moderator_" in expr
 
 
 def test_prometheus_scrapes_the_worker_and_counts_match(observed: ObservedRun) -> None:

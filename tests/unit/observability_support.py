@@ -34,7 +34,7 @@ def moderator_series_names() -> set[str]:
 
 def ray_series_names() -> set[str]:
     text = RAY_SNAPSHOT.read_text()
-    return set(re.findall(r"^(ray_serve_\w+)\{", text, flags=re.MULTILINE))
+    return set(re.findall(r"^(ray_(?:serve|moderator)_\w+)\{", text, flags=re.MULTILINE))
 
 
 def referenced(text: str, prefix: str) -> set[str]:

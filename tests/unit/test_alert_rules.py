@@ -12,7 +12,12 @@ from typing import Any
 import yaml
 
 from tests.paths import REPO
-from tests.unit.observability_support import moderator_series_names, promtool, referenced
+from tests.unit.observability_support import (
+    moderator_series_names,
+    promtool,
+    ray_series_names,
+    referenced,
+)
 
 RULE_FILES = sorted((REPO / "deploy" / "prometheus").glob("*.yaml"))
 TEST_FILES = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.test.yaml"))
@@ -70,7 +75,11 @@ def test_every_alert_says_how_bad_and_what_to_do() -> None:
 
 
 def test_rules_read_only_metrics_the_workers_export() -> None:
-    exported = moderator_series_names()
+    """moderator_* from the workers' registry; ray_serve_* and the replica's ray_moderator_*
+    as Ray exported them (tests/data/ray_serve_metrics.prom)."""
+    exported, ray = moderator_series_names(), ray_series_names()
     for rule in _rules():
-        unknown = referenced(rule["expr"], "moderator_") - exported
+        expr = rule["expr"]
+        unknown = referenced(expr, "moderator_") - exported
+        unknown |= (referenced(expr, "ray_serve_") | referenced(expr, "ray_moderator_")) - ray
         assert not unknown, f"{rule.get('alert') or rule.get('record')}: {sorted(unknown)}"

@@ -112,8 +112,9 @@ def test_every_query_parses(tmp_path: Path) -> None:
 
 
 def test_queries_name_only_series_that_exist() -> None:
-    """moderator_* series are registered by moderator.metrics; ray_serve_* ones appear in
-    the exposition recorded from Ray Serve (tests/data/ray_serve_metrics.prom)."""
+    """moderator_* series are registered by moderator.metrics; ray_serve_* ones, and the
+    replica's own ray_moderator_* ones, appear in the exposition recorded from Ray Serve
+    (tests/data/ray_serve_metrics.prom)."""
     ours, ray = moderator_series_names(), ray_series_names()
     for path in DASHBOARDS:
         dashboard = _load(path)
@@ -121,3 +122,4 @@ def test_queries_name_only_series_that_exist() -> None:
         text = " ".join(_exprs(dashboard) + definitions)
         assert not referenced(text, "moderator_") - ours, path.name
         assert not referenced(text, "ray_serve_") - ray, path.name
+        assert not referenced(text, "ray_moderator_") - ray, path.name
