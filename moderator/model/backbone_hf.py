@@ -122,17 +122,19 @@ class HFDualEncoderBackbone(TorchBackbone):
         output: Any = self.model.get_image_features(pixel_values=images.to(dtype))  # type: ignore[operator]
         return output.pooler_output
 
-    def text_features(self, texts: list[str]) -> torch.Tensor:
+    def tokenise(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
             texts,
             padding=True,
             truncation=True,
             max_length=self.preprocessing.max_text_length,
             return_tensors="pt",
-        ).to(self.device)
-        output: Any = self.model.get_text_features(  # type: ignore[operator]
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
         )
+        # Only what get_text_features takes (BERT-style tokenizers add token_type_ids).
+        return {key: batch[key].to(self.device) for key in ("input_ids", "attention_mask")}
+
+    def text_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        output: Any = self.model.get_text_features(**batch)  # type: ignore[operator]
         return output.pooler_output
 
     def trainable_modules(self) -> dict[str, nn.Module]:

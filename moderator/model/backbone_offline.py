@@ -48,19 +48,15 @@ class OfflineBackbone(TorchBackbone):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_net.forward_features(images)
 
-    def text_features(self, texts: list[str]) -> torch.Tensor:
-        tokenizer, model = self.text_encoder.tokenizer, self.text_encoder.model
-        batch = tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.preprocessing.max_text_length,
-            return_tensors="pt",
-        ).to(self.device)
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, p=2, dim=1)
+    def tokenise(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.text_encoder.tokenise(texts, self.preprocessing.max_text_length)
+
+    def text_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.text_encoder.forward(batch)
+
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        self.text_encoder.device = self.device
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"image": self.image_net, "text": self.text_encoder.model}

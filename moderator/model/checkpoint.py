@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from moderator.model.base import ModerationModel
 from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_model import load_fusion
-from moderator.model.inference import InferenceOptions
+from moderator.model.inference import InferenceOptions, validate_options
 from moderator.model.starter_config import read_json
 from moderator.model.starter_model import load_starter
 
@@ -48,8 +48,13 @@ def load_model(
 ) -> ModerationModel:
     """Load the checkpoint in checkpoint_dir (None: the packaged starter); raises ModelLoadError.
 
-    options picks the CPU arithmetic (fp32 by default, bf16 or dynamic int8).
+    options picks the device and the arithmetic (CPU fp32 by default; see inference.py). They
+    are checked first, so a device or precision that cannot run here fails before any weights
+    load; modules then go to options.device, and with compile the encoders are compiled and
+    warmed up before this returns.
     """
+    options = options or InferenceOptions()
+    validate_options(options)
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else starter_checkpoint_dir()
     if not directory.is_dir():
         raise ModelLoadError(f"checkpoint directory {directory} does not exist (or is a file)")
@@ -74,6 +79,6 @@ def load_model(
             f"invalid {config_path}: field 'kind': unknown kind {header.kind!r}; "
             f"known kinds: {sorted(LOADERS)}"
         )
-    model = loader(directory, raw, options or InferenceOptions())
+    model = loader(directory, raw, options)
     logger.info("loaded %s checkpoint %s from %s", header.kind, model.model_version, directory)
     return model

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moderator.model.errors import ModelLoadError
+from moderator.model.inference import pixels_to_device
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +130,13 @@ def load_efficientnet_lite0(path: str | None = None) -> EfficientNetLite0:
     return model.eval()
 
 
-def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 RGB [N, H, W, 3] → float32 NCHW scaled to [-1, 1], as the network was trained."""
+def pixels_to_tensor(pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 RGB [N, H, W, 3] → float32 NCHW on device, scaled to [-1, 1] as Lite0 was trained.
+
+    The bytes travel as uint8 and are scaled on the device. On the CPU the float tensor has the
+    layout and the arithmetic it always had (same values, bit for bit).
+    """
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"expected uint8 [N, H, W, 3], got {pixels.dtype} {pixels.shape}")
-    # A float copy is writable, so torch never wraps a read-only buffer (np.frombuffer output).
-    x = torch.from_numpy(pixels.astype(np.float32)).permute(0, 3, 1, 2)
+    x = pixels_to_device(pixels, device).float()
     return (x / 255.0 - 0.5) / 0.5

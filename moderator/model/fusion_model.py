@@ -30,7 +30,16 @@ from moderator.model.fusion_config import (
     write_config,
 )
 from moderator.model.fusion_heads import FusionHead, build_head
-from moderator.model.inference import InferenceOptions, precision_context, prepare_module
+from moderator.model.inference import (
+    InferenceOptions,
+    apply_cuda_flags,
+    needs_warm_up,
+    precision_context,
+    prepare_module,
+    to_numpy,
+    validate_options,
+    warm_up,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,7 @@ class FusionModerationModel:
     ) -> None:
         self.config = config
         self.options = options or InferenceOptions()
+        validate_options(self.options)
         self.model_version = version + self.options.version_suffix()
         self.categories = list(config.categories)
         self.image_size = config.preprocessing.image_size
@@ -55,9 +65,15 @@ class FusionModerationModel:
         self.text_embedding_dim = config.text_embedding_dim
         self._empty_caption: np.ndarray | None = None
         self.backbone = backbone
+        apply_cuda_flags(self.options)
+        backbone.to(torch.device(self.options.device))
         for module in backbone.trainable_modules().values():
             prepare_module(module, self.options)
         self.head = prepare_module(head, self.options)
+        if self.options.compile:
+            backbone.compile_encoders(self.options)
+        if needs_warm_up(self.options):
+            warm_up(self)
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 RGB [N, S, S, 3] → the backbone's image embedding [N, image_embedding_dim]."""
@@ -107,11 +123,14 @@ class FusionModerationModel:
         text, image, has_image = apply_modalities(
             text, image_embeddings, has_image, self.config.modalities
         )
+        device = self.options.device
         with precision_context(self.options):
             logits = self.head(
-                torch.from_numpy(text), torch.from_numpy(image), torch.from_numpy(has_image)
+                torch.from_numpy(text).to(device),
+                torch.from_numpy(image).to(device),
+                torch.from_numpy(has_image).to(device),
             )
-            return torch.sigmoid(logits.float()).numpy().astype(np.float32)
+            return to_numpy(torch.sigmoid(logits.float()))
 
 
 def apply_modalities(
@@ -201,6 +220,7 @@ def load_fusion(
 ) -> FusionModerationModel:
     """Checkpoint loader for kind "fusion"; every check runs before the model is usable."""
     config = read_fusion_config(directory, raw)
+    validate_options(options or InferenceOptions())
     head = load_head(directory, config)  # cheap checks first, before loading encoders
     backbone = load_backbone(config.backbone, config.preprocessing, directory)
     check_backbone(config, backbone, directory)

@@ -26,7 +26,18 @@ from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_config import content_hash
 from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import load_head
-from moderator.model.inference import InferenceOptions, precision_context, prepare_module
+from moderator.model.inference import (
+    InferenceOptions,
+    apply_cuda_flags,
+    compile_function,
+    mark_dynamic,
+    needs_warm_up,
+    precision_context,
+    prepare_module,
+    to_numpy,
+    validate_options,
+    warm_up,
+)
 from moderator.model.starter_config import StarterSpec, read_starter_spec
 from moderator.model.text_encoder import TEXT_EMBEDDING_DIM, MiniLMTextEncoder
 
@@ -44,6 +55,7 @@ class StarterModerationModel:
     def __init__(self, spec: StarterSpec, options: InferenceOptions | None = None) -> None:
         config = spec.config
         self.options = options or InferenceOptions()
+        validate_options(self.options)
         self.model_version = config.model_version + self.options.version_suffix()
         self.categories = list(config.categories)
         self.image_size = config.image_size
@@ -73,8 +85,17 @@ class StarterModerationModel:
             self._head_columns = [self.categories.index(c) for c in head_config.categories]
             digest = content_hash(head_dir, head_config)[:12]
             self.model_version = f"{config.model_version}-{digest}{self.options.version_suffix()}"
+        # Prototypes above were encoded before this point: on the CPU in fp32 whatever the options.
+        apply_cuda_flags(self.options)
         prepare_module(self._image_net, self.options)
         prepare_module(self._text_encoder.model, self.options)
+        self._text_encoder.device = torch.device(self.options.device)
+        self._image_features = self._image_net.forward_features
+        if self.options.compile:
+            self._image_features = compile_function(self._image_net.forward_features, self.options)
+            self._text_encoder.compile(self.options)
+        if needs_warm_up(self.options):
+            warm_up(self)
         logger.info("starter model %s ready: categories %s", self.model_version, self.categories)
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
@@ -90,8 +111,10 @@ class StarterModerationModel:
         chunks = []
         with precision_context(self.options):
             for start in range(0, len(pixels), IMAGE_CHUNK):
-                tensor = pixels_to_tensor(pixels[start : start + IMAGE_CHUNK])
-                chunks.append(self._image_net.forward_features(tensor).float().numpy())
+                tensor = pixels_to_tensor(pixels[start : start + IMAGE_CHUNK], self.options.device)
+                if self.options.compile:
+                    mark_dynamic(tensor, 0)
+                chunks.append(to_numpy(self._image_features(tensor)))
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
     def embed_texts(self, captions: list[str]) -> np.ndarray:
@@ -129,8 +152,10 @@ class StarterModerationModel:
         if not has_image.any():
             return out
         features = torch.from_numpy(np.array(embeddings[has_image], dtype=np.float32))
+        # fp32 (no autocast) whatever the precision, as before: the ImageNet softmax is cheap.
         with torch.inference_mode():
-            probs = self._image_net.classify(features).softmax(dim=-1).numpy()
+            logits = self._image_net.classify(features.to(self.options.device))
+            probs = to_numpy(logits.softmax(dim=-1))
         out[has_image] = np.clip(probs @ self._class_to_category, 0.0, 1.0)
         return out
 
@@ -143,14 +168,14 @@ class StarterModerationModel:
 
     def _score_head(self, head: FusionHead, texts: np.ndarray) -> np.ndarray:
         """Caption embeddings [R, 384] → trained caption-head scores, run without an image."""
-        rows = len(texts)
+        rows, device = len(texts), self.options.device
         with precision_context(self.options):
             logits = head(
-                torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32)),
-                torch.zeros((rows, self.image_embedding_dim)),
-                torch.zeros(rows, dtype=torch.bool),
+                torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32)).to(device),
+                torch.zeros((rows, self.image_embedding_dim), device=device),
+                torch.zeros(rows, dtype=torch.bool, device=device),
             )
-            return torch.sigmoid(logits.float()).numpy()
+            return to_numpy(torch.sigmoid(logits.float()))
 
 
 def _class_matrix(spec: StarterSpec, image_categories: list[str]) -> np.ndarray:
