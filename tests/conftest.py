@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from moderator.config import (
+    ClassifierArgs,
     KafkaSettings,
     RedisSettings,
     ServingSettings,
@@ -79,7 +80,9 @@ def ray_serving() -> Iterator[ServingSettings]:
 
     from moderator.serving.runner import deploy_classifier, start_local_ray
 
-    serving = start_local_ray(ServingSettings(torch_threads=1), num_cpus=2)
+    serving = start_local_ray(
+        ServingSettings(classifier=ClassifierArgs(torch_threads=1)), num_cpus=2
+    )
     try:
         deploy_classifier(serving)
         yield serving

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from moderator.cache import normalise_caption
-from moderator.config import DecodeLimits
+from moderator.config import ClassifierArgs, DecodeLimits
 from moderator.demo.samples import SampleRecord
 from moderator.ingest import decode_post
-from moderator.model import load_model
+from moderator.serving.classifier_deployment import load_replica_model
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
 from moderator.serving.scoring import score_request
 
@@ -58,10 +58,11 @@ def build_batches(
 
 
 def run_raw_loop(
-    samples: list[SampleRecord], batch_size: int, torch_threads: int, checkpoint: str | None
+    samples: list[SampleRecord], batch_size: int, args: ClassifierArgs
 ) -> RawLoopResult:
-    torch.set_num_threads(torch_threads)
-    model = load_model(checkpoint)
+    """The replicas' model (checkpoint, device, precision) and torch threads, in one loop."""
+    torch.set_num_threads(args.torch_threads)
+    model = load_replica_model(args)
     batches = build_batches(
         samples, batch_size, model.image_size, model.image_embedding_dim, model.text_embedding_dim
     )

@@ -75,14 +75,19 @@ def run_bench(
     captions = sample_stream(
         ingest_posts, seed=23, image_share=0.0, malformed_share=0.0, run_id="bench-ingest"
     )
-    results: dict[str, Any] = {"machine": machine(), "posts": posts, "batch_size": batch}
-    checkpoint = str(serving.checkpoint) if serving.checkpoint else None
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "posts": posts,
+        "batch_size": batch,
+        # Which replicas the figures are of (device, precision, batching, replicas).
+        "classifier": serving.classifier.model_dump(mode="json"),
+    }
 
     # Baselines are bracketed: raw loop first and last, unique pipeline before and after the
     # repost run; each ratio uses the means, so a machine that drifts during the run (a
     # shared VM) moves both sides alike. Both values of each pair are reported.
     console.print("[bold]1/7[/] raw loop (baseline: same model, same batches, no Kafka/Ray)")
-    raw_first = run_raw_loop(unique, batch, serving.torch_threads, checkpoint)
+    raw_first = run_raw_loop(unique, batch, serving.classifier)
     with local_services(settings) as services:
         with local_ray(services) as stack:
             logs = out / "logs"
@@ -118,7 +123,7 @@ def run_bench(
         )
         ingest = [run_ingest(services, captions, n) for n in counts]
     console.print("[bold]7/7[/] raw loop again (bracket)")
-    raw_last = run_raw_loop(unique, batch, serving.torch_threads, checkpoint)
+    raw_last = run_raw_loop(unique, batch, serving.classifier)
     raw = mean_result(raw_first, raw_last)
 
     predicted = predicted_cost_ms(raw, unique) / predicted_cost_ms(raw, reposts)

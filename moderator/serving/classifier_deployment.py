@@ -1,101 +1,113 @@
 """The Classifier Ray Serve deployment: loads a checkpoint once, scores micro-batches.
 
 Each worker request is already a micro-batch; @serve.batch additionally merges
-requests that arrive together from several workers into one forward pass.
-max_ongoing_requests must be at least max_batch_size, or Serve silently caps
-the batches.
+requests that arrive together from several workers into one forward pass. Forward
+passes run on one compute thread per replica, so while a batch computes the replica's
+event loop keeps receiving requests and @serve.batch forms the next batch from them.
+The arguments (ClassifierArgs) are defined once, in moderator.config.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from pathlib import Path
-from typing import Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
 
-from moderator.model import InferenceOptions, Precision, load_model
+from moderator.config import BatchingConfig, ClassifierArgs
+from moderator.model import InferenceOptions, ModerationModel, load_model
+from moderator.model.inference import resolve_device
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.scoring import merge_requests, model_info, score_request, split_response
 
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "LIVE_OPTIONS",
+    "ClassifierArgs",
+    "ClassifierDeployment",
+    "build_app",
+    "deployment_options",
+    "inference_options",
+    "load_replica_model",
+]
+
 logger = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "Classifier"
+# Serve options that Serve changes on running replicas. Any change of an app's args restarts
+# every replica, so the chart sets these as a serveConfigV2 deployment override instead.
+LIVE_OPTIONS = (
+    "num_replicas",
+    "autoscaling_config",
+    "max_ongoing_requests",
+    "max_queued_requests",
+    "user_config",
+)
 
 
-class BatchingConfig(BaseModel):
-    """Live settings (Serve user_config): changed by reconfigure without a restart."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(default=4, ge=1, description="Worker requests per forward pass.")
-    batch_wait_timeout_s: float = Field(default=0.002, ge=0)
-
-
-class AutoscalingArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_replicas: int = Field(default=1, ge=0)
-    max_replicas: int = Field(default=4, ge=1)
-    target_ongoing_requests: float = Field(default=2.0, gt=0)
-
-
-class ClassifierArgs(BaseModel):
-    """Arguments of the Serve app builder (serveConfigV2 `args`, or `moderator serve`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: Path | None = Field(default=None, description="Model directory; None → starter.")
-    torch_threads: int = Field(default=2, ge=1)
-    precision: Literal["fp32", "bf16", "int8"] = Field(
-        default="fp32", description="CPU inference options; see docs/model.md for the trade-offs."
+def inference_options(args: ClassifierArgs) -> InferenceOptions:
+    """How a replica runs the model; resolves device auto (an unusable CUDA device raises
+    ModelLoadError here, at load, never at the first batch)."""
+    return InferenceOptions(
+        precision=args.precision,
+        device=resolve_device(args.device, args.num_gpus),
+        tf32=args.tf32,
+        compile=args.compile,
     )
-    num_replicas: int = Field(default=1, ge=1)
-    num_cpus: float = Field(default=1.0, gt=0)
-    num_gpus: float = Field(default=0.0, ge=0, description="Fractions share one GPU.")
-    max_ongoing_requests: int = Field(default=8, ge=1)
-    max_queued_requests: int = Field(
-        default=64, ge=-1, description="Beyond this, callers get BackPressureError (-1: no cap)."
-    )
-    recent_embeddings: int = Field(
-        default=4096,
-        ge=0,
-        description="Embeddings per kind the replica remembers, to reuse for reposts whose"
-        " original is still in flight (not yet in Redis); 0 turns it off.",
-    )
-    batching: BatchingConfig = Field(default_factory=BatchingConfig)
-    autoscaling: AutoscalingArgs | None = None
 
-    @model_validator(mode="after")
-    def _batches_fit(self) -> ClassifierArgs:
-        if self.max_ongoing_requests < self.batching.max_batch_size:
-            raise ValueError(
-                "max_ongoing_requests must be >= batching.max_batch_size, "
-                "or Serve silently caps the batch size"
-            )
-        return self
+
+def load_replica_model(args: ClassifierArgs) -> ModerationModel:
+    """The model as a replica runs it (the bench's raw loop uses it too)."""
+    return load_model(args.checkpoint, inference_options(args))
+
+
+def deployment_options(args: ClassifierArgs) -> dict[str, Any]:
+    """The Serve options of the Classifier deployment (those in LIVE_OPTIONS and the rest)."""
+    options: dict[str, Any] = {
+        "max_ongoing_requests": args.max_ongoing_requests,
+        "max_queued_requests": args.max_queued_requests,
+        "ray_actor_options": {"num_cpus": args.num_cpus, "num_gpus": args.num_gpus},
+        "user_config": args.batching.model_dump(),
+    }
+    if args.autoscaling is None:
+        options["num_replicas"] = args.num_replicas
+    else:
+        options["num_replicas"] = "auto"
+        options["autoscaling_config"] = args.autoscaling.model_dump()
+    return options
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class ClassifierDeployment:
-    def __init__(
-        self,
-        checkpoint: str | None,
-        torch_threads: int,
-        precision: Precision = "fp32",
-        recent_embeddings: int = 4096,
-    ) -> None:
-        torch.set_num_threads(torch_threads)
-        self.model = load_model(checkpoint, InferenceOptions(precision=precision))
-        self.recent = RecentEmbeddings(recent_embeddings)
+    def __init__(self, args: ClassifierArgs) -> None:
+        # One thread runs every forward pass: the event loop stays free to receive requests,
+        # and torch's per-thread state (OpenMP threads, CUDA stream, compiled graphs) is the
+        # same at load, warm-up and every batch. One thread also means self.recent needs no
+        # lock. The thread count is set there, since the forwards run there.
+        self._compute = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="classifier-compute",
+            initializer=torch.set_num_threads,
+            initargs=(args.torch_threads,),
+        )
+        self.model = self._compute.submit(load_replica_model, args).result()
+        self.recent = RecentEmbeddings(args.recent_embeddings)
         self.info = model_info(self.model)
         logger.info(
-            "loaded model %s with categories %s", self.info.model_version, self.info.categories
+            "loaded model %s with categories %s (%s, %s)",
+            self.info.model_version,
+            self.info.categories,
+            args.device,
+            args.precision,
         )
+
+    def __del__(self) -> None:
+        self._compute.shutdown(wait=False)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = BatchingConfig.model_validate(user_config)
@@ -114,6 +126,11 @@ class ClassifierDeployment:
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
     async def _score_merged(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._compute, self._forward, requests)
+
+    def _forward(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
+        """One forward pass for a merged batch; on the compute thread only."""
         merged, rows = merge_requests(
             requests, self.info.image_embedding_dim, self.info.text_embedding_dim
         )
@@ -122,19 +139,5 @@ class ClassifierDeployment:
 
 def build_app(args: ClassifierArgs) -> Application:
     """Typed app builder: import path ``moderator.serving.classifier_deployment:build_app``."""
-    options: dict[str, Any] = {
-        "max_ongoing_requests": args.max_ongoing_requests,
-        "max_queued_requests": args.max_queued_requests,
-        "ray_actor_options": {"num_cpus": args.num_cpus, "num_gpus": args.num_gpus},
-        "user_config": args.batching.model_dump(),
-    }
-    if args.autoscaling is not None:
-        options["autoscaling_config"] = args.autoscaling.model_dump()
-    else:
-        options["num_replicas"] = args.num_replicas
-    return ClassifierDeployment.options(**options).bind(  # type: ignore[attr-defined]
-        str(args.checkpoint) if args.checkpoint else None,
-        args.torch_threads,
-        args.precision,
-        args.recent_embeddings,
-    )
+    deployment = ClassifierDeployment.options(**deployment_options(args))  # type: ignore[attr-defined]
+    return deployment.bind(args)

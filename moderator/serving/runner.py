@@ -17,29 +17,13 @@ from moderator.serving.ray_auth import check_token, new_local_token, resolve_tok
 logger = logging.getLogger(__name__)
 
 
-def classifier_args(serving: ServingSettings) -> dict[str, object]:
-    return {
-        "checkpoint": serving.checkpoint,
-        "torch_threads": serving.torch_threads,
-        "precision": serving.precision,
-        "num_replicas": serving.num_replicas,
-        "num_cpus": serving.num_cpus,
-        "num_gpus": serving.num_gpus,
-        "max_ongoing_requests": serving.max_ongoing_requests,
-        "batching": {
-            "max_batch_size": serving.max_batch_size,
-            "batch_wait_timeout_s": serving.batch_wait_timeout_s,
-        },
-    }
-
-
 def deploy_classifier(serving: ServingSettings) -> DeploymentHandle:
     """Deploy (or update) the Classifier app without an HTTP proxy: workers use handles."""
     # Imported here so processes that only call the deployment never import torch.
-    from moderator.serving.classifier_deployment import ClassifierArgs, build_app
+    from moderator.serving.classifier_deployment import build_app
 
     serve.start(http_options={"location": "NoServer"})
-    app = build_app(ClassifierArgs.model_validate(classifier_args(serving)))
+    app = build_app(serving.classifier)
     started = time.monotonic()
     handle = serve.run(app, name=serving.app_name, route_prefix=None)
     logger.info("Serve app %r ready in %.1f s", serving.app_name, time.monotonic() - started)

@@ -1,19 +1,28 @@
 """Merging worker requests into one forward pass returns each post's own scores.
 
 Uses a tiny deterministic stand-in model behind the ModerationModel interface
-(no torch weights, no Ray): scores are a function of the caption and the image.
+(no torch weights, no Ray cluster): scores are a function of the caption and the image.
+The replica tests drive the Classifier deployment's class directly in an event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
+from ray import serve
 
-from moderator.serving.classifier_deployment import ClassifierArgs
-from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
+from moderator.config import ClassifierArgs
+from moderator.serving import classifier_deployment
+from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.scoring import merge_requests, score_request, split_response
 
@@ -174,3 +183,128 @@ def test_replica_memory_is_bounded_and_optional() -> None:
     score_request(model, _keyed([3, 3], []), off)  # still deduplicated within the batch
     score_request(model, _keyed([3], []), off)
     assert model.images_encoded == 7
+
+
+class SlowModel(ArithmeticModel):
+    """ArithmeticModel whose image encoder takes 0.2 s: a forward pass long enough to watch.
+
+    Records each forward pass: images encoded, thread, torch threads, start and end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwards: list[int] = []
+        self.threads: set[str] = set()
+        self.torch_threads: set[int] = set()
+        self.windows: list[tuple[float, float]] = []
+
+    def embed_images(self, pixels: np.ndarray) -> np.ndarray:
+        started = time.monotonic()
+        self.forwards.append(len(pixels))
+        self.threads.add(threading.current_thread().name)
+        self.torch_threads.add(torch.get_num_threads())
+        time.sleep(0.2)
+        self.windows.append((started, time.monotonic()))
+        return super().embed_images(pixels)
+
+
+@pytest.fixture()
+def slow_replica(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], SlowModel]]:
+    """A Classifier replica object around a SlowModel, outside Ray: @serve.batch only asks
+    the replica context for max_ongoing_requests, so that is all the fake context holds."""
+    model = SlowModel()
+    monkeypatch.setattr(classifier_deployment, "load_replica_model", lambda args: model)
+    context = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=8))
+    monkeypatch.setattr(serve, "get_replica_context", lambda: context)
+    # @serve.batch keeps one queue per decorated method, bound to the event loop that first
+    # used it (a replica has one loop for its life): each test's loop gets a fresh one, and
+    # the batching the test sets is undone afterwards.
+    lazy_queue = classifier_deployment.ClassifierDeployment.func_or_class._score_merged
+    lazy_queue = lazy_queue.set_max_batch_size.__self__
+    for name in ("_queue", "max_batch_size", "batch_wait_timeout_s"):
+        monkeypatch.setattr(
+            lazy_queue, name, None if name == "_queue" else getattr(lazy_queue, name)
+        )
+    threads = torch.get_num_threads()  # the compute thread's setting is process-wide
+    yield lambda: model
+    torch.set_num_threads(threads)
+
+
+def _run_replica(
+    scenario: Callable[[classifier_deployment.ClassifierDeployment], Awaitable[object]],
+) -> list[float]:
+    """Run scenario on a fresh replica in a new event loop; returns the loop's ticks."""
+    args = ClassifierArgs(torch_threads=1)
+    replica = classifier_deployment.ClassifierDeployment.func_or_class(args)
+    # A long batch wait: merging must not depend on callers arriving within 2 ms.
+    replica.reconfigure({"max_batch_size": 8, "batch_wait_timeout_s": 0.05})
+    ticks: list[float] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            while not done.is_set():
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        await scenario(replica)
+        done.set()
+        await ticker
+
+    asyncio.run(main())
+    return ticks
+
+
+def _assert_scores_alone(requests: list[ScoreRequest], responses: list[ScoreResponse]) -> None:
+    for request, response in zip(requests, responses, strict=True):
+        alone = score_request(ArithmeticModel(), request)
+        np.testing.assert_array_equal(response.scores, alone.scores)
+        np.testing.assert_array_equal(response.new_image_embeddings, alone.new_image_embeddings)
+
+
+def test_replica_merges_concurrent_callers_on_its_compute_thread(
+    slow_replica: Callable[[], SlowModel],
+) -> None:
+    """Four callers at once: one forward pass, off the event loop, which keeps ticking."""
+    requests = [_keyed([v], [f"caption {v}"]) for v in (1, 2, 3, 4)]
+    responses: list[ScoreResponse] = []
+
+    async def scenario(replica: classifier_deployment.ClassifierDeployment) -> None:
+        responses.extend(await asyncio.gather(*(replica.score_batch(r) for r in requests)))
+
+    ticks = _run_replica(scenario)
+    model = slow_replica()
+    assert model.forwards == [4]  # one merged forward pass
+    (thread,) = model.threads
+    assert thread.startswith("classifier-compute") and thread != threading.main_thread().name
+    assert model.torch_threads == {1}  # ClassifierArgs.torch_threads, on the compute thread
+    (start, end) = model.windows[0]
+    assert len([t for t in ticks if start < t < end]) >= 2, "the event loop was blocked"
+    _assert_scores_alone(requests, responses)
+
+
+def test_callers_arriving_during_a_forward_pass_merge_into_the_next(
+    slow_replica: Callable[[], SlowModel],
+) -> None:
+    """While the first caller's forward pass runs, three more arrive: the replica receives
+    them meanwhile and scores them together in the next forward pass."""
+    first, *late = [_keyed([v], [f"caption {v}"]) for v in (1, 2, 3, 4)]
+    responses: list[ScoreResponse] = []
+    arrived: list[float] = []
+
+    async def scenario(replica: classifier_deployment.ClassifierDeployment) -> None:
+        first_call = asyncio.create_task(replica.score_batch(first))
+        await asyncio.sleep(0.08)  # within the first forward pass (0.05 s wait + 0.2 s)
+        arrived.append(time.monotonic())
+        rest = await asyncio.gather(*(replica.score_batch(r) for r in late))
+        responses.extend([await first_call, *rest])
+
+    ticks = _run_replica(scenario)
+    model = slow_replica()
+    assert model.forwards == [1, 3]
+    (start, end), _ = model.windows
+    assert start < arrived[0] < end, "the late callers did not arrive during the first pass"
+    assert len([t for t in ticks if start < t < end]) >= 2, "the event loop was blocked"
+    _assert_scores_alone([first, *late], responses)
