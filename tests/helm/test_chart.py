@@ -118,6 +118,9 @@ def test_serve_config_builds_the_classifier_app(
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import ServeDeploySchema
 
+    from moderator.config import BatchingConfig
+    from moderator.serving.classifier_deployment import LIVE_OPTIONS
+
     rayservice = one(rendered[name], "RayService")
     config = ServeDeploySchema.model_validate(yaml.safe_load(rayservice["spec"]["serveConfigV2"]))
     (app,) = config.applications
@@ -125,12 +128,17 @@ def test_serve_config_builds_the_classifier_app(
     builder = getattr(importlib.import_module(module_name), attribute)
     args_model = typing.get_type_hints(builder)["args"]  # what Serve validates args with
     application = builder(args_model.model_validate(app.args))
-    deployment_names = {application._bound_deployment.name}
-    for override in app.deployments:
-        assert override.name in deployment_names
-        if override.num_replicas == "auto":
-            assert isinstance(override.autoscaling_config, dict)
-            AutoscalingConfig(**override.autoscaling_config)
+    deployment = application._bound_deployment
+    # The live options (tests/unit/test_serving_args.py compares them with the values).
+    (override,) = app.deployments
+    assert override.name == deployment.name
+    live = override.model_dump(exclude_unset=True, exclude={"name"})
+    assert set(live) <= set(LIVE_OPTIONS)
+    deployment.options(**live)
+    BatchingConfig.model_validate(override.user_config)  # what reconfigure does with it
+    if override.num_replicas == "auto":
+        assert isinstance(override.autoscaling_config, dict)
+        AutoscalingConfig(**override.autoscaling_config)
 
 
 @pytest.mark.parametrize("name", CI_IDS)
@@ -308,6 +316,7 @@ def test_install_notes_render() -> None:
     assert "did not report the ray.io/v1 API" in notes
 
 
+GPU = ["ray.workers.gpusPerPod=1", "serving.classifier.numGpus=1"]
 # values.schema.json: `helm template`, `helm lint` and `helm install` all refuse these.
 SCHEMA_REJECTED = {
     "typo in a key": (["worker.replica=3"], "additional properties 'replica' not allowed"),
@@ -321,6 +330,13 @@ SCHEMA_REJECTED = {
     "SASL without a Secret": (["kafka.securityProtocol=SASL_SSL"], "/kafka/sasl/existingSecret"),
     "TLS secret, no TLS": (["kafka.tls.caSecret=ca"], "/kafka/securityProtocol"),
     "GPU replicas, no GPU pods": (["serving.classifier.numGpus=1"], "/serving/classifier/numGpus"),
+    "unknown device": (["serving.classifier.device=gpu"], "/serving/classifier/device"),
+    "unknown precision": (["serving.classifier.precision=fp8"], "/serving/classifier/precision"),
+    "CUDA, no GPU given": (["serving.classifier.device=cuda"], "/serving/classifier/numGpus"),
+    "int8 on CUDA": ([*GPU, "serving.classifier.precision=int8"], "/serving/classifier/numGpus"),
+    "fp16 on the CPU": (["serving.classifier.precision=fp16"], "/serving/classifier/numGpus"),
+    "batching typo": (["serving.classifier.batching.size=8"], "additional properties 'size'"),
+    "queue below -1": (["serving.classifier.maxQueuedRequests=-2"], "/maxQueuedRequests"),
     "no Ray at all": (["ray.enabled=false"], "/serving/rayAddress"),
     "URL fetching, no hosts": (["limits.imageUrls.enabled=true"], "/limits/imageUrls/allowedHosts"),
 }
@@ -330,6 +346,10 @@ TEMPLATE_REJECTED = {
     "too many workers": (["worker.replicas=13"], "exceeds kafka.topics.posts.partitions"),
     "min above max": (["ray.workers.minReplicas=5"], "minReplicas exceeds ray.workers.maxReplicas"),
     "policy file missing": (["policies.file=strict.yaml"], "strict.yaml"),
+    "batch above in-flight": (
+        ["serving.classifier.batching.maxBatchSize=16"],
+        "maxOngoingRequests (8) is below batching.maxBatchSize (16)",
+    ),
     "external Ray, no token Secret": (
         ["ray.enabled=false", "serving.rayAddress=ray://ray-head.ml.svc:10001"],
         "ray.auth.existingSecret is required with ray.enabled=false",

@@ -135,6 +135,10 @@ GPU pods, ...). Note: `helm lint` logs `fail` messages instead of failing.
 {{- if gt (int .Values.serving.autoscaling.minReplicas) (int .Values.serving.autoscaling.maxReplicas) }}
 {{- fail "serving.autoscaling.minReplicas exceeds serving.autoscaling.maxReplicas" }}
 {{- end }}
+{{- $classifier := .Values.serving.classifier }}
+{{- if lt (int $classifier.maxOngoingRequests) (int $classifier.batching.maxBatchSize) }}
+{{- fail (printf "serving.classifier.maxOngoingRequests (%d) is below batching.maxBatchSize (%d): Serve would silently cap the batches" (int $classifier.maxOngoingRequests) (int $classifier.batching.maxBatchSize)) }}
+{{- end }}
 {{- if and (not .Values.ray.enabled) (eq .Values.ray.auth.mode "token") (not .Values.ray.auth.existingSecret) }}
 {{- fail "ray.auth.existingSecret is required with ray.enabled=false and ray.auth.mode=token: name a Secret holding the external Ray cluster's token under the key auth_token (or set ray.auth.mode=disabled if that cluster has no token)" }}
 {{- end }}
