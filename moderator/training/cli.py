@@ -54,6 +54,9 @@ TestFraction = Annotated[float, typer.Option(help="Share of rows held out for th
 TargetPrecision = Annotated[
     float, typer.Option(help="Suggest the lowest threshold reaching this precision.")
 ]
+TrainDevice = Annotated[
+    str, typer.Option(help="auto (CUDA when torch sees one, else CPU) | cpu | cuda | cuda:N.")
+]
 
 
 def _progress() -> Progress:
@@ -171,6 +174,11 @@ def train(
     unfreeze: Annotated[bool, typer.Option(help="Stage 2: fine-tune encoders (GPU).")] = False,
     encoder_learning_rate: float = 1e-5,
     stage2_epochs: int = 3,
+    device: TrainDevice = "auto",
+    amp: Annotated[
+        bool,
+        typer.Option(help="Stage 2 on CUDA: bf16 autocast (fp16 + loss scaling without bf16)."),
+    ] = True,
     limit: Limit = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -180,6 +188,7 @@ def train(
 
     from moderator.model.backbones import parse_backbone
     from moderator.model.fusion_heads import HeadConfig
+    from moderator.training.device import training_device
     from moderator.training.run import run_training
     from moderator.training.trainer import TrainConfig
 
@@ -215,12 +224,16 @@ def train(
                 "unfreeze": unfreeze,
                 "encoder_learning_rate": encoder_learning_rate,
                 "stage2_epochs": stage2_epochs,
+                "device": device,
+                "amp": amp,
             }
         )
         backbone_spec = parse_backbone(backbone)
     except (ValidationError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     try:
+        # Before any data is read: a device torch cannot see fails at once.
+        console.print(f"training on {training_device(config.device)}")
         with _progress() as progress:
             report = run_training(
                 data, spec, backbone_spec, config, out, report_dir, val_data,
@@ -253,7 +266,12 @@ def evaluate(
     label_map: LabelMap = None,
     category: Category = None,
     image_root: ImageRoot = None,
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 | int8")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="fp32 | bf16 | int8 (CPU); fp32 | fp16 | bf16 (CUDA)")
+    ] = "fp32",
+    device: Annotated[
+        str, typer.Option(help="cpu | cuda | cuda:N | auto: score as a replica on it would.")
+    ] = "cpu",
     seed: Seed = 0,
     val_fraction: ValFraction = 0.1,
     test_fraction: TestFraction = 0.1,
@@ -276,7 +294,7 @@ def evaluate(
             report = run_eval(
                 checkpoint, data, spec, report_dir, split, cast(Precision, precision), seed,
                 val_fraction, test_fraction, target_precision, limit,
-                _cache(cache_dir, no_cache), progress,
+                _cache(cache_dir, no_cache), progress, device,
             )  # fmt: skip
     except (ModeratorError, ValueError) as e:
         console.print(f"[red]{e}[/]")

@@ -55,7 +55,14 @@ class Embeddings:
 
 
 def backbone_fingerprint(backbone: BackboneEncoder) -> str:
-    payload = {"spec": backbone.spec.model_dump(), "pre": backbone.preprocessing.model_dump()}
+    payload: dict[str, object] = {
+        "spec": backbone.spec.model_dump(),
+        "pre": backbone.preprocessing.model_dump(),
+    }
+    # Embeddings computed on a GPU differ slightly from the CPU's: their own cache file. CPU
+    # keys stay what they were, so existing caches remain valid.
+    if backbone.device.type != "cpu":
+        payload["device"] = backbone.device.type
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

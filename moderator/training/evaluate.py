@@ -6,10 +6,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.progress import Progress
 
 from moderator.model import load_model
-from moderator.model.inference import InferenceOptions, Precision
+from moderator.model.inference import InferenceOptions, Precision, resolve_device
 from moderator.training.dataset import DatasetSpec, read_dataset
 from moderator.training.errors import TrainingDataError
 from moderator.training.report import (
@@ -39,13 +40,16 @@ def run_eval(
     limit: int | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Score `data` (or one split of it) and write report.json and roc.png to report_dir.
 
     Thresholds are the checkpoint's own (chosen on its validation split) where it has them, else
     0.5; the suggested threshold for target_precision is fitted on this very set (in-sample).
+    device: cpu, cuda[:N], or auto (CUDA when torch sees one).
     """
-    model: Any = load_model(checkpoint, InferenceOptions(precision))
+    resolved = resolve_device(device, num_gpus=torch.cuda.device_count())
+    model: Any = load_model(checkpoint, InferenceOptions(precision, device=resolved))
     dataset = read_dataset(data, spec)
     unknown = sorted(set(dataset.categories) - set(model.categories))
     if unknown:

@@ -1,8 +1,9 @@
 """Stage 2: fine-tune encoders and head end to end (`moderator train --unfreeze`).
 
 Starts from the stage-1 head. Encoders get a much smaller learning rate than the head, and
-BatchNorm layers keep their pretrained statistics (small batches would ruin them). Runs on CUDA
-when it is available; on CPU it works but is only practical for tiny models (the tests).
+BatchNorm layers keep their pretrained statistics (small batches would ruin them). Runs on
+config.device (`--device`; auto picks CUDA when torch sees one) with AMP there (see
+moderator/training/device.py); on CPU it works but is only practical for small models.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from moderator.model.backbone_base import BackboneEncoder
 from moderator.model.fusion_heads import FusionHead
 from moderator.training.dataset import Dataset
+from moderator.training.device import LossStep, amp_dtype, autocast, training_device
 from moderator.training.embedding_cache import compute_embeddings, load_pixels
 from moderator.training.metrics import mean_auroc
 from moderator.training.trainer import History, TrainConfig, pos_weight, predict
@@ -54,7 +56,8 @@ def _batch_logits(
     if with_image and config.modalities != "text":
         size = backbone.preprocessing.image_size
         pixels = np.stack([load_pixels(examples[i].image, size) for i in with_image])  # type: ignore[arg-type]
-        features = backbone.image_features(backbone.preprocessing.to_tensor(pixels).to(device))
+        # uint8 to the device (pinned on CUDA), scaled there.
+        features = backbone.image_features(backbone.preprocessing.to_tensor(pixels, device))
         image = image.index_put((torch.tensor(with_image, device=device),), features.float())
     return head(text, image, has_image)
 
@@ -68,11 +71,13 @@ def finetune_encoders(
     history: History,
     progress: Progress | None = None,
 ) -> None:
-    """Update backbone and head in place, keeping the weights of the best validation epoch."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    move = getattr(backbone, "to", None)
-    if callable(move):
-        move(device)
+    """Update backbone and head in place, keeping the weights of the best validation epoch.
+
+    Both end up back on the CPU (the stage-1 head arrives there too).
+    """
+    device = training_device(config.device)
+    dtype = amp_dtype(device, config.amp)
+    backbone.to(device)
     head.to(device)
     encoder_params = [p for m in backbone.trainable_modules().values() for p in m.parameters()]
     for p in encoder_params:
@@ -84,6 +89,7 @@ def finetune_encoders(
         ],
         weight_decay=config.weight_decay,
     )
+    step = LossStep(optimizer, dtype)
     labels = torch.from_numpy(train.labels()).to(device)
     loss_fn = nn.BCEWithLogitsLoss(
         pos_weight=pos_weight(train.labels(), config.class_weighting).to(device)
@@ -97,10 +103,9 @@ def finetune_encoders(
         order = torch.randperm(len(labels), generator=generator).tolist()
         for start in range(0, len(order), config.stage2_batch_size):
             rows = order[start : start + config.stage2_batch_size]
-            loss = loss_fn(_batch_logits(backbone, head, train, rows, config, device), labels[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            with autocast(device, dtype):
+                logits = _batch_logits(backbone, head, train, rows, config, device)
+            step(loss_fn(logits.float(), labels[rows]))
         _set_train(backbone, head, False)
         score = mean_auroc(val.labels(), _val_scores(backbone, head, val, config, device))
         history.stage2_val_auroc.append(score)
@@ -116,8 +121,7 @@ def finetune_encoders(
         for name, module in backbone.trainable_modules().items():
             module.load_state_dict(best[0][name])
         head.load_state_dict(best[1])
-    if callable(move):
-        move(torch.device("cpu"))
+    backbone.to(torch.device("cpu"))
     head.to("cpu").eval()
     for p in encoder_params:
         p.requires_grad_(False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.progress import Progress
 
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
@@ -24,6 +25,7 @@ from moderator.training.dataset import (
     sample_indices,
     split_indices,
 )
+from moderator.training.device import amp_dtype, training_device
 from moderator.training.embedding_cache import (
     cached_embeddings,
     compute_embeddings,
@@ -119,11 +121,15 @@ def run_training(
     """Train a checkpoint into `out`; write report.json, roc.png and training.png to report_dir.
 
     image_size overrides the offline backbone's input size (224); HF models fix their own.
+    config.device is checked first, so a device torch cannot see fails before any work.
     """
+    device = training_device(config.device)
+    config = config.model_copy(update={"device": str(device)})
     splits = load_splits(data, spec, val_data, config, limit)
     config = effective_modalities(config, splits.train)
     categories = splits.train.categories
     backbone = load_backbone(backbone_spec, _preprocessing(backbone_spec, image_size))
+    backbone.to(device)  # the frozen-encoder embeddings are most of stage 1's work
     # One cache entry for the whole file (after --limit), shared by every split and by eval.
     whole = cached_embeddings(backbone, splits.dataset, cache_dir, progress)
     train_emb = whole.subset(splits.parts["train"])
@@ -136,6 +142,7 @@ def run_training(
     )
     if config.unfreeze:
         finetune_encoders(backbone, head, splits.train, splits.val, config, history, progress)
+        backbone.to(device)  # for the embeddings below; the checkpoint saves CPU copies
         val_emb = compute_embeddings(backbone, splits.val, progress)
     val_scores = predict(head, val_emb, config.modalities)
     thresholds, suggested = choose_thresholds(
@@ -161,6 +168,8 @@ def run_training(
         "backbone": backbone_spec.model_dump(),
         "head": config.head.model_dump(),
         "modalities": config.modalities,
+        "device": str(device),
+        "stage2_amp": _amp_name(device, config) if config.unfreeze else None,
         "thresholds": thresholds,
         "suggested_thresholds": suggested,
         "validation": evaluate_scores(
@@ -197,6 +206,11 @@ def run_training(
     plot_history(report_dir / CURVES_FILE, history)
     write_json(report_dir, report)
     return to_jsonable(report)
+
+
+def _amp_name(device: torch.device, config: TrainConfig) -> str | None:
+    dtype = amp_dtype(device, config.amp)
+    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def _preprocessing(spec: BackboneSpec, image_size: int | None) -> ImagePreprocessing | None:

@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 from torch import nn
 
+from moderator.config import Device
 from moderator.model.fusion_config import Modalities
 from moderator.model.fusion_heads import FusionHead, HeadConfig, build_head
 from moderator.model.fusion_model import apply_modalities
+from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.metrics import mean_auroc
 
@@ -57,6 +59,14 @@ class TrainConfig(BaseModel):
     encoder_learning_rate: float = Field(default=1e-5, gt=0)
     stage2_epochs: int = Field(default=3, gt=0)
     stage2_batch_size: int = Field(default=32, gt=0)
+    device: Device = Field(
+        default="auto", description="auto (CUDA when torch sees one), cpu, cuda or cuda:N"
+    )
+    amp: bool = Field(
+        default=True,
+        description="stage 2 on CUDA: bf16 autocast (fp16 + loss scaling on GPUs "
+        "without bf16); no effect on the CPU or in stage 1",
+    )
 
 
 @dataclass
@@ -107,19 +117,24 @@ def train_head(
     config: TrainConfig,
     progress: Progress | None = None,
 ) -> tuple[FusionHead, History]:
-    """Stage 1: fit a fresh head; returns the weights of the best validation epoch."""
+    """Stage 1: fit a fresh head on config.device (fp32); returns the weights of the best
+    validation epoch, on the CPU."""
+    device = training_device(config.device)
     torch.manual_seed(config.seed)
+    # Initial weights and batch order come from the CPU generator, so they are the same on any
+    # device; only the arithmetic (and CUDA's dropout masks) differ.
     generator = torch.Generator().manual_seed(config.seed)
-    text, image, has_image = _tensors(train, config.modalities)
-    labels = torch.from_numpy(train_labels.astype(np.float32))
-    head = build_head(config.head, text.shape[1], image.shape[1], labels.shape[1])
+    text, image, has_image = (t.to(device) for t in _tensors(train, config.modalities))
+    labels = torch.from_numpy(train_labels.astype(np.float32)).to(device)
+    head = build_head(config.head, text.shape[1], image.shape[1], labels.shape[1]).to(device)
     head.set_input_statistics(text, image, has_image)
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight(train_labels, config.class_weighting))
-    val_inputs = _tensors(val, config.modalities)
-    val_targets = torch.from_numpy(val_labels.astype(np.float32))
+    weights = pos_weight(train_labels, config.class_weighting).to(device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
+    val_inputs = tuple(t.to(device) for t in _tensors(val, config.modalities))
+    val_targets = torch.from_numpy(val_labels.astype(np.float32)).to(device)
     history = History()
     best_state, best_score, best_loss = copy.deepcopy(head.state_dict()), -math.inf, math.inf
     task = progress.add_task("stage 1: head", total=config.epochs) if progress else None
@@ -128,7 +143,7 @@ def train_head(
         order = torch.randperm(len(labels), generator=generator)
         total = 0.0
         for start in range(0, len(order), config.batch_size):
-            rows = order[start : start + config.batch_size]
+            rows = order[start : start + config.batch_size].to(device)
             loss = loss_fn(head(text[rows], image[rows], has_image[rows]), labels[rows])
             optimizer.zero_grad()
             loss.backward()
@@ -138,7 +153,7 @@ def train_head(
         with torch.inference_mode():
             val_logits = head(*val_inputs)
             val_loss = float(loss_fn(val_logits, val_targets))
-        score = mean_auroc(val_labels, torch.sigmoid(val_logits).numpy())
+        score = mean_auroc(val_labels, torch.sigmoid(val_logits).cpu().numpy())
         score = -val_loss if math.isnan(score) else score
         history.train_loss.append(total / len(labels))
         history.val_loss.append(val_loss)
@@ -155,4 +170,4 @@ def train_head(
             logger.info("early stop at epoch %d, best %d", epoch, history.best_epoch)
             break
     head.load_state_dict(best_state)
-    return head.eval(), history
+    return head.to("cpu").eval(), history

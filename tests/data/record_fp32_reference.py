@@ -97,8 +97,11 @@ def tiny_clip_checkpoint(directory: Path) -> Path:
     return write_checkpoint(directory / "ckpt", clip)
 
 
-def stage1_outputs() -> dict[str, np.ndarray]:
-    """train_head on seeded embeddings (CPU): val scores of the best epoch, and the history."""
+def stage1_outputs(device: str = "cpu") -> dict[str, np.ndarray]:
+    """train_head on seeded embeddings: val scores of the best epoch, and the history.
+
+    (device was added after recording, for the CUDA tests; the reference is CPU.)
+    """
     from moderator.model.fusion_heads import HeadConfig
     from moderator.training.embedding_cache import Embeddings
     from moderator.training.trainer import TrainConfig, predict, train_head
@@ -111,7 +114,11 @@ def stage1_outputs() -> dict[str, np.ndarray]:
     everything = Embeddings(text, image * has_image[:, None], has_image)
     train, val = everything.subset(np.arange(64)), everything.subset(np.arange(64, 96))
     config = TrainConfig(
-        head=HeadConfig(hidden_dim=16, projection_dim=4), epochs=6, batch_size=16, patience=3
+        head=HeadConfig(hidden_dim=16, projection_dim=4),
+        epochs=6,
+        batch_size=16,
+        patience=3,
+        device=device,
     )
     head, history = train_head(train, labels[:64], val, labels[64:], config)
     return {
@@ -121,8 +128,8 @@ def stage1_outputs() -> dict[str, np.ndarray]:
     }
 
 
-def stage2_outputs(directory: Path) -> dict[str, np.ndarray]:
-    """Stage 1 then one stage-2 epoch on the tiny CLIP and 24 generated rows (CPU)."""
+def stage2_outputs(directory: Path, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Stage 1 then one stage-2 epoch on the tiny CLIP and 24 generated rows."""
     from moderator.model.backbone_base import BackboneSpec
     from moderator.model.backbones import load_backbone
     from moderator.model.fusion_heads import HeadConfig
@@ -144,6 +151,7 @@ def stage2_outputs(directory: Path) -> dict[str, np.ndarray]:
         unfreeze=True,
         stage2_epochs=1,
         stage2_batch_size=8,
+        device=device,
     )
     head, history = train_head(
         compute_embeddings(backbone, train), train.labels(),
