@@ -120,7 +120,9 @@ def steps(out: Path, quick: bool) -> list[Step]:
 def write_gpu_settings(path: Path) -> None:
     """The Classifier on the GPU; everything else as `moderator bench` sets it up."""
     path.write_text(
-        yaml.safe_dump({"serving": {"device": "cuda", "num_gpus": 1, "precision": "fp32"}})
+        yaml.safe_dump(
+            {"serving": {"classifier": {"device": "cuda", "num_gpus": 1, "precision": "fp32"}}}
+        )
     )
 
 

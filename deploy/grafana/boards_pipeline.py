@@ -346,7 +346,8 @@ def model_serving() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Merged batch size (@serve.batch)",
-            "Worker requests merged into one forward pass (serving.max_batch_size caps it).",
+            "Worker requests merged into one forward pass "
+            "(serving.classifier.batching.max_batch_size caps it).",
             [
                 *quantiles("ray_serve_actual_batch_size", R, qs=(0.5, 0.95)),
                 Target(
@@ -433,7 +434,7 @@ def _replica_compute(lay: Layout) -> None:
         timeseries(
             "Posts per forward pass",
             "Posts the replica scores in one forward pass: small batches on a busy GPU "
-            "mean raise serving.max_batch_size or worker.batch_size.",
+            "mean raise serving.classifier.batching.max_batch_size or worker.batch_size.",
             [
                 *quantiles("ray_moderator_replica_forward_posts", R, qs=(0.5, 0.95)),
                 Target(

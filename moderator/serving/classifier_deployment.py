@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +24,7 @@ from moderator.model import InferenceOptions, ModerationModel, load_model
 from moderator.model.inference import resolve_device
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
+from moderator.serving.replica_metrics import ReplicaMetrics
 from moderator.serving.scoring import merge_requests, model_info, score_request, split_response
 
 __all__ = [
@@ -96,18 +98,23 @@ class ClassifierDeployment:
             initargs=(args.torch_threads,),
         )
         self.model = self._compute.submit(load_replica_model, args).result()
+        options = inference_options(args)
         self.recent = RecentEmbeddings(args.recent_embeddings)
         self.info = model_info(self.model)
+        self.metrics = ReplicaMetrics(options.device)
+        self.metrics.start_gpu_sampler(options.device)
         logger.info(
             "loaded model %s with categories %s (%s, %s)",
             self.info.model_version,
             self.info.categories,
-            args.device,
+            options.device,
             args.precision,
         )
 
     def __del__(self) -> None:
         self._compute.shutdown(wait=False)
+        if hasattr(self, "metrics"):  # absent when loading the model failed
+            self.metrics.stop()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = BatchingConfig.model_validate(user_config)
@@ -131,10 +138,13 @@ class ClassifierDeployment:
 
     def _forward(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
         """One forward pass for a merged batch; on the compute thread only."""
+        started = time.perf_counter()
         merged, rows = merge_requests(
             requests, self.info.image_embedding_dim, self.info.text_embedding_dim
         )
-        return split_response(score_request(self.model, merged, self.recent), requests, rows)
+        responses = split_response(score_request(self.model, merged, self.recent), requests, rows)
+        self.metrics.observe_forward(time.perf_counter() - started, len(merged))
+        return responses
 
 
 def build_app(args: ClassifierArgs) -> Application:

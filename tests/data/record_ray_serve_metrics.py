@@ -5,8 +5,9 @@ Run: ``python tests/data/record_ray_serve_metrics.py``.
 Starts a local Ray with a metrics export port, deploys a stand-in for the Classifier
 (same deployment and application names, a @serve.batch method, one call that
 raises so the error counter exists), calls it through a DeploymentHandle as a
-worker does, and writes the ray_serve_* and ray_moderator_* families the dashboards in deploy/grafana/
-use to tests/data/ray_serve_metrics.prom, as Ray's metrics agent served them.
+worker does, and writes the ray_serve_* and ray_moderator_* families the dashboards in
+deploy/grafana/ use to tests/data/ray_serve_metrics.prom, as Ray's metrics agent served
+them.
 
 The dashboard tests serve that file to Prometheus as a second scrape target, so
 every Ray Serve panel is checked against real metric names and labels without
