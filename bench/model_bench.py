@@ -1,6 +1,10 @@
-"""CPU inference options: speed-up and AUROC change of bf16 and dynamic int8 against fp32.
+"""Inference options: speed-up and AUROC change of each precision against fp32, on one device.
 
     .venv/bin/python bench/model_bench.py [--checkpoint DIR] [--captions 1000] [--images 64]
+        [--device cpu|cuda|cuda:N|auto] [--precisions fp32,fp16,bf16] [--tf32] [--compile]
+
+Defaults: the CPU and every precision it runs (fp32, bf16, int8); on CUDA: fp32, bf16, fp16.
+fp32 on the same device is always measured, as the reference of the speed-ups and score changes.
 
 Speed: captions/s through score() and images/s through embed_images(), same inputs for every
 precision. Quality: per-category AUROC on a seeded sample of Davidson's held-out split (read
@@ -21,7 +25,13 @@ import torch
 
 from moderator.model import load_model
 from moderator.model.base import score_captions
-from moderator.model.inference import PRECISIONS, InferenceOptions
+from moderator.model.inference import (
+    CPU_PRECISIONS,
+    CUDA_PRECISIONS,
+    PRECISIONS,
+    InferenceOptions,
+    resolve_device,
+)
 from moderator.training.dataset import PRESETS, read_dataset, sample_indices, split_indices
 from moderator.training.metrics import auroc
 
@@ -46,9 +56,9 @@ def images(n: int, size: int) -> np.ndarray:
 
 
 def measure(
-    checkpoint: str | None, precision: Any, captions: list[str], n_images: int
+    checkpoint: str | None, options: InferenceOptions, captions: list[str], n_images: int
 ) -> dict[str, Any]:
-    model = load_model(checkpoint, InferenceOptions(precision))
+    model = load_model(checkpoint, options)
     pixels = images(n_images, model.image_size)
     model.embed_images(pixels[:4])  # warm-up
     started = time.perf_counter()
@@ -75,6 +85,18 @@ def measure(
     }
 
 
+def precisions_for(device: str, requested: str | None) -> list[Any]:
+    """The precisions to measure on device, fp32 first (the reference)."""
+    runnable = CUDA_PRECISIONS if device.startswith("cuda") else CPU_PRECISIONS
+    if requested is None:
+        return [p for p in PRECISIONS if p in runnable]
+    chosen = [p.strip() for p in requested.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in runnable]
+    if unknown:
+        raise SystemExit(f"--precisions {unknown} do not run on {device}; choose from {runnable}")
+    return ["fp32", *[p for p in chosen if p != "fp32"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="checkpoint dir (default: starter)")
@@ -82,16 +104,30 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--precisions", default=None, help=f"comma-separated, of {PRECISIONS}")
+    parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 matmuls/convolutions")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoders")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, num_gpus=torch.cuda.device_count())
+    precisions = precisions_for(device, args.precisions)
     held_out = held_out_captions(args.captions)
     if held_out is None:
         print(f"{DAVIDSON} absent: speed only, on generated captions")
         captions = [f"caption number {i} about a day out" for i in range(args.captions)]
-        labels, label_names = None, []
+        labels, label_names = None, list[str]()
     else:
         captions, labels, label_names = held_out
-    results = {p: measure(args.checkpoint, p, captions, args.images) for p in PRECISIONS}
+    results = {
+        p: measure(
+            args.checkpoint,
+            InferenceOptions(p, device=device, tf32=args.tf32, compile=args.compile),
+            captions,
+            args.images,
+        )
+        for p in precisions
+    }
     reference = results["fp32"]
     rows = []
     for precision, result in results.items():
