@@ -3,13 +3,13 @@
 Each worker request is already a micro-batch; @serve.batch additionally merges
 requests that arrive together from several workers into one forward pass. Forward
 passes run on one compute thread per replica, so while a batch computes the replica's
-event loop keeps receiving requests and @serve.batch forms the next batch from them.
+event loop keeps receiving requests; everything that arrives meanwhile goes into the next
+forward pass together (ForwardMerger).
 The arguments (ClassifierArgs) are defined once, in moderator.config.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +22,7 @@ from ray.serve import Application
 from moderator.config import BatchingConfig, ClassifierArgs
 from moderator.model import InferenceOptions, ModerationModel, load_model
 from moderator.model.inference import resolve_device
+from moderator.serving.forward_merger import ForwardMerger
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.replica_metrics import ReplicaMetrics
@@ -41,6 +42,21 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEPLOYMENT_NAME = "Classifier"
+# @serve.batch hands each batch it closes to the ForwardMerger at once (up to this many at a
+# time), and the merger computes all those waiting in the next forward pass; the replica's
+# max_ongoing_requests still bounds how many requests that can be.
+MAX_CONCURRENT_BATCHES = 64
+
+
+class _NoBatchCapWarning(logging.Filter):
+    """Ray warns when max_batch_size * max_concurrent_batches exceeds max_ongoing_requests,
+    which is true here by design (the merger, not Ray, decides the forward batch)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "max_concurrent_batches" not in record.getMessage()
+
+
+logging.getLogger("ray.serve").addFilter(_NoBatchCapWarning())
 # Serve options that Serve changes on running replicas. Any change of an app's args restarts
 # every replica, so the chart sets these as a serveConfigV2 deployment override instead.
 LIVE_OPTIONS = (
@@ -98,6 +114,7 @@ class ClassifierDeployment:
             initargs=(args.torch_threads,),
         )
         self.model = self._compute.submit(load_replica_model, args).result()
+        self._merger = ForwardMerger(self._compute, self._forward)
         options = inference_options(args)
         self.recent = RecentEmbeddings(args.recent_embeddings)
         self.info = model_info(self.model)
@@ -131,10 +148,13 @@ class ClassifierDeployment:
         response: ScoreResponse = await self._score_merged(request)
         return response
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.002)
+    @serve.batch(
+        max_batch_size=4,
+        batch_wait_timeout_s=0.002,
+        max_concurrent_batches=MAX_CONCURRENT_BATCHES,
+    )
     async def _score_merged(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._compute, self._forward, requests)
+        return await self._merger.run(requests)
 
     def _forward(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:
         """One forward pass for a merged batch; on the compute thread only."""

@@ -232,12 +232,13 @@ def slow_replica(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], SlowM
 
 def _run_replica(
     scenario: Callable[[classifier_deployment.ClassifierDeployment], Awaitable[object]],
+    batch_wait_timeout_s: float = 0.05,
 ) -> list[float]:
     """Run scenario on a fresh replica in a new event loop; returns the loop's ticks."""
     args = ClassifierArgs(torch_threads=1)
     replica = classifier_deployment.ClassifierDeployment.func_or_class(args)
-    # A long batch wait: merging must not depend on callers arriving within 2 ms.
-    replica.reconfigure({"max_batch_size": 8, "batch_wait_timeout_s": 0.05})
+    # By default a long batch wait: merging must not depend on callers arriving within 2 ms.
+    replica.reconfigure({"max_batch_size": 8, "batch_wait_timeout_s": batch_wait_timeout_s})
     ticks: list[float] = []
 
     async def main() -> None:
@@ -307,4 +308,26 @@ def test_callers_arriving_during_a_forward_pass_merge_into_the_next(
     (start, end), _ = model.windows
     assert start < arrived[0] < end, "the late callers did not arrive during the first pass"
     assert len([t for t in ticks if start < t < end]) >= 2, "the event loop was blocked"
+    _assert_scores_alone([first, *late], responses)
+
+
+def test_callers_trickling_in_during_a_forward_pass_share_the_next(
+    slow_replica: Callable[[], SlowModel],
+) -> None:
+    """Three callers arrive 30 ms apart during a forward pass, with the default 2 ms batch
+    wait: @serve.batch closes a batch for each, and the merger still computes them in one
+    pass (without it: four passes, [1, 1, 1, 1], each paying the whole per-pass cost)."""
+    first, *late = [_keyed([v], [f"caption {v}"]) for v in (1, 2, 3, 4)]
+    responses: list[ScoreResponse] = []
+
+    async def scenario(replica: classifier_deployment.ClassifierDeployment) -> None:
+        first_call = asyncio.create_task(replica.score_batch(first))
+        calls = []
+        for request in late:
+            await asyncio.sleep(0.03)
+            calls.append(asyncio.create_task(replica.score_batch(request)))
+        responses.extend([await first_call, *await asyncio.gather(*calls)])
+
+    _run_replica(scenario, batch_wait_timeout_s=0.002)
+    assert slow_replica().forwards == [1, 3]
     _assert_scores_alone([first, *late], responses)
