@@ -7,6 +7,7 @@ rendered serveConfigV2 the way Serve does: `args` with the app builder's own typ
 
 from __future__ import annotations
 
+import json
 import os
 import typing
 from pathlib import Path
@@ -19,7 +20,14 @@ from pydantic import ValidationError
 from ray.serve.deployment import Deployment
 from ray.serve.schema import ServeDeploySchema
 
-from moderator.config import ClassifierArgs, ConfigError, Settings, load_settings
+from moderator.config import (
+    PRECISIONS,
+    ClassifierArgs,
+    ConfigError,
+    Device,
+    Settings,
+    load_settings,
+)
 from moderator.model import InferenceOptions, ModelLoadError
 from moderator.serving import classifier_deployment
 from moderator.serving.classifier_deployment import (
@@ -271,3 +279,13 @@ def test_helm_values_reach_the_deployment(tmp_path: Path, autoscaling: bool) -> 
     assert deployment_options(args) | live == deployment_options(expected)
     # The override is one Serve accepts for this deployment.
     build_app(args)._bound_deployment.options(**live)
+
+
+def test_chart_schema_allows_exactly_the_settings_precisions_and_devices() -> None:
+    """values.schema.json spells the precision enum and device pattern again (JSON Schema
+    cannot import them): they must stay what moderator.config declares."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    classifier = schema["properties"]["serving"]["properties"]["classifier"]["properties"]
+    assert classifier["precision"]["enum"] == list(PRECISIONS)
+    device_pattern = typing.get_args(Device)[1].pattern
+    assert classifier["device"]["pattern"] == device_pattern
