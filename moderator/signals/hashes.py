@@ -1,0 +1,67 @@
+"""Digests of the image, computed once while the post is decoded (``ingest`` signals).
+
+sha256 is always computed (the feature and signal caches are keyed by it); MD5 and PDQ only
+when a hash bank or another consumer asks for them. MD5 and sha256 read the image file's
+bytes as received, inline or fetched from image_url alike; PDQ reads the decoded pixels
+(moderator.policy.banks explains why the resized image is good enough).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar
+
+import numpy as np
+
+from moderator.signals.base import Signal, SignalOutput, SignalSubject
+
+
+class Sha256Signal(Signal):
+    """``signals.sha256.hash``: hex sha256 of the image file."""
+
+    name: ClassVar[str] = "sha256"
+    version: ClassVar[str] = "1"
+    needs = frozenset({"image_bytes"})
+    runs_in = "ingest"
+    cost = "trivial"
+    fields = {"hash": "string"}
+    empty: ClassVar[SignalOutput] = {"hash": ""}
+
+    def compute(self, subject: SignalSubject) -> SignalOutput:
+        assert subject.image_bytes is not None
+        return {"hash": hashlib.sha256(subject.image_bytes).hexdigest()}
+
+
+class Md5Signal(Signal):
+    """``signals.md5.hash``: hex MD5 of the image file (exact-match banks from other systems)."""
+
+    name: ClassVar[str] = "md5"
+    version: ClassVar[str] = "1"
+    needs = frozenset({"image_bytes"})
+    runs_in = "ingest"
+    cost = "trivial"
+    fields = {"hash": "string"}
+    empty: ClassVar[SignalOutput] = {"hash": ""}
+
+    def compute(self, subject: SignalSubject) -> SignalOutput:
+        assert subject.image_bytes is not None
+        return {"hash": hashlib.md5(subject.image_bytes, usedforsecurity=False).hexdigest()}
+
+
+class PdqSignal(Signal):
+    """``signals.pdq.hash`` (64 hex digits) and ``.quality`` (0-100): Meta's perceptual hash."""
+
+    name: ClassVar[str] = "pdq"
+    version: ClassVar[str] = "1"
+    needs = frozenset({"pixels"})
+    runs_in = "ingest"
+    cost = "moderate"
+    fields = {"hash": "string", "quality": "int"}
+    empty: ClassVar[SignalOutput] = {"hash": "", "quality": 0}
+
+    def compute(self, subject: SignalSubject) -> SignalOutput:
+        assert subject.pixels is not None
+        import pdqhash
+
+        bits, quality = pdqhash.compute(np.ascontiguousarray(subject.pixels, dtype=np.uint8))
+        return {"hash": np.packbits(bits.astype(np.uint8)).tobytes().hex(), "quality": int(quality)}

@@ -1,0 +1,151 @@
+"""Text inside the image: PP-OCR detection and recognition (rapidocr, onnxruntime).
+
+Detection finds the text boxes on a copy of the image whose longest side is capped
+(`ocr.max_side`); recognition then reads only those boxes, at most `ocr.max_boxes`, in reading
+order, in small batches until the per-image time budget (`ocr.max_seconds`) runs out. A post
+that hits a cap is decided with what was read, and ``truncated`` says so (the worker adds the
+``image_text_truncated`` problem). The three ONNX models ship inside the rapidocr wheel
+(Apache-2.0, weights from PaddleOCR, Apache-2.0); they are loaded by path, so nothing is ever
+downloaded. One engine per thread: rapidocr's objects are not documented as thread-safe, and
+onnxruntime releases the GIL, so threads read images side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from moderator.signals.base import Signal, SignalOutput, SignalSubject
+from moderator.signals.settings import OcrSettings, SignalSettings
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = {
+    "Det": "PP-OCRv6_det_small.onnx",
+    "Cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    "Rec": "PP-OCRv6_rec_small.onnx",
+}
+_RECOGNITION_BATCH = 8
+# CJK ideographs and punctuation: dropped when only Latin script is to be read.
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uff0f]+")
+
+
+def model_dir() -> Path:
+    """The folder of the ONNX models inside the installed rapidocr package."""
+    import rapidocr
+
+    return Path(rapidocr.__file__).resolve().parent / "models"
+
+
+class OcrEngine:
+    """One rapidocr pipeline (detection, recognition) for one thread."""
+
+    def __init__(self, settings: OcrSettings) -> None:
+        from rapidocr import RapidOCR
+
+        models = model_dir()
+        missing = [name for name in MODEL_FILES.values() if not (models / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"rapidocr models missing from {models}: {missing}")
+        params: dict[str, Any] = {
+            "Global.log_level": "warning",
+            "Global.use_cls": False,  # memes and screenshots are upright; saves a model pass
+            "Global.max_side_len": settings.max_side,
+            "Global.text_score": settings.min_confidence,
+            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "EngineConfig.onnxruntime.use_cuda": settings.device == "cuda",
+        }
+        for stage, filename in MODEL_FILES.items():
+            params[f"{stage}.model_path"] = str(models / filename)
+        self._ocr = RapidOCR(params=params)
+        self._settings = settings
+
+    def read(self, image: np.ndarray) -> tuple[list[str], list[float], bool]:
+        """Lines of text (reading order), their confidences, and whether a cap cut it short."""
+        from rapidocr.main import RapidOCRError
+
+        settings, started = self._settings, time.perf_counter()
+        resized, record = self._ocr.preprocess_img(image)
+        try:
+            crops, detected = self._ocr.detect_and_crop(resized, record)
+        except RapidOCRError:
+            return [], [], False  # no text found
+        truncated = len(crops) > settings.max_boxes
+        crops = crops[: settings.max_boxes]
+        lines: list[str] = []
+        scores: list[float] = []
+        for start in range(0, len(crops), _RECOGNITION_BATCH):
+            if time.perf_counter() - started > settings.max_seconds:
+                truncated = True
+                break
+            result = self._ocr.recognize_txt(crops[start : start + _RECOGNITION_BATCH])
+            for text, score in zip(result.txts or (), result.scores or (), strict=True):
+                if score >= settings.min_confidence and text.strip():
+                    lines.append(text.strip())
+                    scores.append(float(score))
+        del detected
+        return lines, scores, truncated
+
+
+class OcrSignal(Signal):
+    """``signals.ocr``: the text read from the image (also ``post.image_text``)."""
+
+    name: ClassVar[str] = "ocr"
+    version: ClassVar[str] = "1"
+    needs = frozenset({"reading_image"})
+    runs_in = "pool"
+    cost = "heavy"
+    fields = {"text": "string", "lines": "int", "confidence": "double", "truncated": "bool"}
+    empty: ClassVar[SignalOutput] = {"text": "", "lines": 0, "confidence": 0.0, "truncated": False}
+
+    def __init__(self, settings: OcrSettings) -> None:
+        self.settings = settings
+        self._local = threading.local()
+
+    @classmethod
+    def from_settings(cls, settings: SignalSettings) -> OcrSignal | None:
+        return cls(settings.ocr) if settings.ocr.enabled else None
+
+    @classmethod
+    def model_version(cls) -> str:
+        return f"rapidocr-{package_version('rapidocr')}-ppocrv6s"
+
+    @property
+    def qualified_version(self) -> str:
+        # The settings that change what is read are part of the key: a cached read made under
+        # other caps is not reused.
+        s = self.settings
+        langs = "+".join(sorted(s.languages))
+        return (
+            f"{self.version}-{self.model_version()}-{langs}-s{s.max_side}-b{s.max_boxes}"
+            f"-c{s.min_confidence:g}-n{s.max_chars}"
+        )
+
+    def engine(self) -> OcrEngine:
+        engine = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._local.engine = OcrEngine(self.settings)
+        return engine
+
+    def compute(self, subject: SignalSubject) -> SignalOutput:
+        assert subject.reading_image is not None
+        lines, scores, truncated = self.engine().read(subject.reading_image)
+        if "ch" not in self.settings.languages:
+            lines = [line for line in (_CJK.sub(" ", text).strip() for text in lines) if line]
+        text = " ".join(lines)
+        if len(text) > self.settings.max_chars:
+            text, truncated = text[: self.settings.max_chars], True
+        return {
+            "text": text,
+            "lines": len(lines),
+            "confidence": round(float(np.mean(scores)), 4) if scores else 0.0,
+            "truncated": truncated,
+        }

@@ -1,0 +1,32 @@
+"""Every signal the worker knows, in the order they run. Adding a signal: one line here."""
+
+from __future__ import annotations
+
+from moderator.signals.base import Place, Signal
+from moderator.signals.hashes import Md5Signal, PdqSignal, Sha256Signal
+from moderator.signals.ocr import OcrSignal
+from moderator.signals.settings import SignalSettings
+
+SIGNAL_TYPES: tuple[type[Signal], ...] = (
+    Sha256Signal,
+    Md5Signal,
+    PdqSignal,
+    OcrSignal,
+)
+
+
+def signal_type(name: str) -> type[Signal]:
+    for kind in SIGNAL_TYPES:
+        if kind.name == name:
+            return kind
+    raise KeyError(f"no signal named {name!r} (known: {', '.join(signal_names())})")
+
+
+def signal_names() -> list[str]:
+    return [kind.name for kind in SIGNAL_TYPES]
+
+
+def build_signals(settings: SignalSettings, runs_in: Place) -> list[Signal]:
+    """The signals of one place that the settings switch on, in registry order."""
+    built = (kind.from_settings(settings) for kind in SIGNAL_TYPES if kind.runs_in == runs_in)
+    return [signal for signal in built if signal is not None]
