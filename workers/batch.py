@@ -12,8 +12,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.producer.future import FutureRecordMetadata
 
 from moderator.serving import ScoreResponse
-from workers.batch_builder import BuiltRequest
 from workers.decisions import ValidPost
+from workers.features import BuiltRequest
 from workers.scorer import BatchScorer
 
 

@@ -1,9 +1,14 @@
-"""Decoded posts → one ScoreRequest, using the feature cache and deduplicating within the batch.
+"""The feature cache on both sides of the model: look embeddings up before, write them back after.
+
+Decoded posts become one ScoreRequest per micro-batch, deduplicated within the batch: an
+image or caption the cache already holds travels as its embedding, the rest are encoded by
+the replica, which returns the new embeddings in the order of BuiltRequest's hashes for
+them to be stored. Both halves live here because they must agree on the keys.
 
 Images are keyed by the sha256 of their bytes, captions by the sha256 of their normalised
 text (computed once by the decoder, moderator.text); the model encodes the normalised
 caption, so a cached embedding is exactly what it would compute for that key. One cache
-read covers both kinds.
+read covers both kinds, and so does one write.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ import numpy as np
 
 from moderator.cache import FeatureCache, FeatureKind, caption_digest
 from moderator.ingest import DecodedPost
-from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
+from moderator.serving.messages import (
+    NO_IMAGE,
+    NO_TEXT,
+    ModelInfo,
+    ScoreRequest,
+    ScoreResponse,
+)
 
 K = TypeVar("K", bound=Hashable)
 
@@ -27,6 +38,32 @@ class BuiltRequest:
     image_hashes: list[str]  # sha256 of each image in request.pixels, in order
     text_hashes: list[str]  # caption_digest of each caption in request.texts, in order
     cache_hits: list[list[str]]  # per row: the kinds whose embedding came from the cache
+
+
+class FeatureLookup:
+    """The worker's view of the feature cache (None: no cache, every feature is encoded)."""
+
+    def __init__(self, cache: FeatureCache | None, info: ModelInfo) -> None:
+        self.cache = cache
+        self.info = info
+
+    def build(self, posts: Sequence[DecodedPost]) -> BuiltRequest:
+        """One request for `posts`, with the cached embeddings filled in."""
+        info = self.info
+        return build_request(
+            posts, self.cache, info.image_size, info.image_embedding_dim, info.text_embedding_dim
+        )
+
+    def write_back(self, built: BuiltRequest, response: ScoreResponse) -> None:
+        """Store the embeddings the replica computed for `built`, keyed by content hash."""
+        if self.cache is None:
+            return
+        self.cache.put_many(
+            {
+                "image": dict(zip(built.image_hashes, response.new_image_embeddings, strict=True)),
+                "text": dict(zip(built.text_hashes, response.new_text_embeddings, strict=True)),
+            }
+        )
 
 
 @dataclass(slots=True)

@@ -1,4 +1,7 @@
-"""The moderation worker: poll micro-batches, score them on Ray Serve, decide, produce, commit.
+"""The worker's loop: poll micro-batches, score them on Ray Serve, decide, produce, commit.
+
+It drives the stages and keeps nothing else: decoding lives in workers.decode_stage, the
+feature cache in workers.features, and what goes to Kafka in workers.outputs.
 
 Delivery is at-least-once: a record's offset is committed only after its decision
 or dead-letter record is acknowledged by the broker, per partition, up to the
@@ -15,10 +18,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
@@ -27,18 +29,18 @@ from kafka.structs import OffsetAndMetadata
 from moderator import metrics
 from moderator.cache import FeatureCache
 from moderator.config import Settings
-from moderator.errors import InvalidPostError, ReasonCode
-from moderator.ingest import DecodedPost, ImageFetcher, load_image, parse_post
+from moderator.errors import InvalidPostError
 from moderator.policy import CompiledPolicy, PolicyService, PolicySource
-from moderator.schema import Action, DeadLetter
-from workers.batch import Batch, Output, OutputKind
-from workers.batch_builder import build_request
+from workers.batch import Batch
 from workers.decisions import ValidPost, make_decisions
+from workers.decode_stage import DecodeStage
+from workers.features import FeatureLookup
 from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
+from workers.outputs import Outputs
 from workers.poll_guard import PollGuard
 from workers.scorer import BatchScorer
-from workers.telemetry import WorkerTelemetry, log_decision
+from workers.telemetry import WorkerTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -109,18 +111,9 @@ class ModerationWorker:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
         )
-        image_urls = settings.limits.image_urls
-        self._fetcher = (
-            ImageFetcher(image_urls, settings.limits.max_image_bytes)
-            if image_urls.enabled
-            else None
-        )
-        # Fetches run side by side so one slow host costs a batch one timeout, not one each.
-        self._fetch_pool = (
-            ThreadPoolExecutor(max_workers=image_urls.concurrency, thread_name_prefix="fetch")
-            if self._fetcher is not None
-            else None
-        )
+        self.decoder = DecodeStage(settings.limits, self.info.image_size)
+        self.features = FeatureLookup(cache, self.info)
+        self.outputs = Outputs(settings, producer, self.tracker, self.stats)
         self._last_commit = 0.0
         self.telemetry = WorkerTelemetry(consumer, self.info.model_version)
         self.running = False
@@ -153,8 +146,7 @@ class ModerationWorker:
             self.in_flight.clear()  # empty after drain(); abandoned (uncommitted) after an error
             self.health.set_ready(False)
             self._executor.shutdown(wait=False, cancel_futures=True)
-            if self._fetch_pool is not None:
-                self._fetch_pool.shutdown(wait=False, cancel_futures=True)
+            self.decoder.close()
         logger.info(
             "worker stopped: %s decided, %s dead-lettered, %s pauses, %s rebalances",
             self.stats.decided,
@@ -173,22 +165,16 @@ class ModerationWorker:
         batch = Batch(records=records, valid=[])
         for record in records:
             self.tracker.started(TopicPartition(record.topic, record.partition), record.offset)
-        for record, outcome in self._decode_all(records):
+        for record, outcome in self.decoder.decode_all(records):
             if isinstance(outcome, InvalidPostError):
-                batch.outputs.append(self._dead_letter(record, outcome))
+                batch.outputs.append(self.outputs.dead_letter(record, outcome))
             else:
                 batch.valid.append(ValidPost(record, outcome))
         decoded = time.perf_counter()
         batch.decode_ms = (decoded - started) * 1000
         metrics.STAGE_SECONDS.labels(stage="decode").observe(decoded - started)
         if batch.valid:
-            batch.built = build_request(
-                [v.decoded for v in batch.valid],
-                self.cache,
-                self.info.image_size,
-                self.info.image_embedding_dim,
-                self.info.text_embedding_dim,
-            )
+            batch.built = self.features.build([v.decoded for v in batch.valid])
             batch.cache_ms = (time.perf_counter() - decoded) * 1000
             metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
             metrics.BATCH_SIZE.observe(len(batch.valid))
@@ -199,46 +185,17 @@ class ModerationWorker:
         metrics.IN_FLIGHT_RECORDS.set(self._records_in_flight())
         return batch
 
-    def _decode_all(
-        self, records: list[ConsumerRecord]
-    ) -> list[tuple[ConsumerRecord, DecodedPost | InvalidPostError]]:
-        """Decode in record order; image_url posts are fetched on the fetch pool meanwhile."""
-        limits, size = self.settings.limits, self.info.image_size
-        staged: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError | Future[DecodedPost]]]
-        staged = []
-        for record in records:
-            try:
-                parsed = parse_post(record.value, limits, record.key)
-                if parsed.post.image_url is not None and self._fetch_pool is not None:
-                    future = self._fetch_pool.submit(
-                        load_image, parsed, limits, size, self._fetcher
-                    )
-                    staged.append((record, future))
-                else:
-                    staged.append((record, load_image(parsed, limits, size)))
-            except Exception as exc:
-                staged.append((record, _as_invalid(record, exc)))
-        decoded: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError]] = []
-        for record, outcome in staged:
-            if isinstance(outcome, Future):
-                try:
-                    outcome = outcome.result()
-                except Exception as exc:
-                    outcome = _as_invalid(record, exc)
-            decoded.append((record, outcome))
-        return decoded
-
     def advance(self) -> None:
         """Produce decisions for scored batches; retire batches whose outputs are all acked."""
         for batch in self.in_flight:
             if not batch.produced and batch.scored:
-                self._produce_decisions(batch)
+                self._decide(batch)
         while self.in_flight and self.in_flight[0].acked:
-            self._retire(self.in_flight.pop(0))
+            self.outputs.retire(self.in_flight.pop(0))
         # Later batches may finish first; retire them too (commit stays contiguous).
         for batch in [b for b in self.in_flight if b.acked]:
             self.in_flight.remove(batch)
-            self._retire(batch)
+            self.outputs.retire(batch)
         metrics.IN_FLIGHT_RECORDS.set(self._records_in_flight())
 
     def drain(self) -> None:
@@ -247,15 +204,16 @@ class ModerationWorker:
             if not batch.produced:
                 if batch.scoring is not None:
                     batch.scoring.result()  # raises if the model call failed for good
-                self._produce_decisions(batch)
+                self._decide(batch)
         self.producer.flush(timeout=self.settings.worker.produce_timeout_s)
         for batch in self.in_flight:
-            self._retire(batch)
+            self.outputs.retire(batch)
         self.in_flight.clear()
         metrics.IN_FLIGHT_RECORDS.set(0)
         self.commit(force=True)
 
-    def _produce_decisions(self, batch: Batch) -> None:
+    def _decide(self, batch: Batch) -> None:
+        """A scored batch: store the new embeddings, apply the policy, produce the decisions."""
         assert batch.scoring is not None and batch.built is not None
         response = batch.scoring.result()
         scored = time.perf_counter()
@@ -263,16 +221,7 @@ class ModerationWorker:
         answered = batch.scored_at if batch.scored_at is not None else scored
         inference_ms = (answered - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
         metrics.STAGE_SECONDS.labels(stage="inference").observe(max(inference_ms, 0) / 1000)
-        if self.cache is not None:
-            built = batch.built
-            self.cache.put_many(
-                {
-                    "image": dict(
-                        zip(built.image_hashes, response.new_image_embeddings, strict=True)
-                    ),
-                    "text": dict(zip(built.text_hashes, response.new_text_embeddings, strict=True)),
-                }
-            )
+        self.features.write_back(batch.built, response)
         timings = {
             "decode": round(batch.decode_ms, 3),
             "cache": round(batch.cache_ms, 3),
@@ -286,76 +235,7 @@ class ModerationWorker:
         )
         policy_s = time.perf_counter() - scored
         metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)
-        kafka = self.settings.kafka
-        log_decisions = self.settings.worker.log_decisions
-        batch.produce_started = time.perf_counter()
-        policy_ms = round(policy_s * 1000, 3)
-        problems = Counter(p for item in batch.valid for p in item.decoded.problems)
-        for problem, count in problems.items():
-            metrics.POST_PROBLEMS.labels(reason=problem.value).inc(count)
-        for item, decision in zip(batch.valid, decisions, strict=True):
-            decision["timings_ms"]["policy"] = policy_ms
-            for label in decision["labels"]:
-                metrics.DECISION_LABELS.labels(category=label).inc()
-            if log_decisions:
-                log_decision(decision)
-            key = decision["post_id"].encode()
-            value = orjson.dumps(decision)
-            future = self.producer.send(kafka.decisions_topic, key=key, value=value)
-            batch.outputs.append(
-                Output(item.record, future, OutputKind.DECISION, decision["action"])
-            )
-            if decision["action"] == Action.REVIEW:
-                future = self.producer.send(kafka.review_topic, key=key, value=value)
-                batch.outputs.append(Output(item.record, future, OutputKind.REVIEW, "review"))
-        batch.produced = True
-
-    def _dead_letter(self, record: ConsumerRecord, error: InvalidPostError) -> Output:
-        # Log where the record is, never what it holds.
-        logger.info(
-            "dead-letter %s-%s@%s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            error.reason.value,
-        )
-        letter = DeadLetter(
-            error.reason, error.detail, record.topic, record.partition, record.offset
-        )
-        future = self.producer.send(
-            self.settings.kafka.dlq_topic,
-            key=record.key,
-            value=record.value,
-            headers=letter.headers(),
-        )
-        return Output(record, future, OutputKind.DEAD_LETTER, error.reason.value)
-
-    def _retire(self, batch: Batch) -> None:
-        """All outputs acknowledged: count them and mark their inputs finished."""
-        timeout = self.settings.worker.produce_timeout_s
-        now_ms = time.time() * 1000
-        if batch.produce_started is not None:  # decisions sent → every output acked
-            produce_s = time.perf_counter() - batch.produce_started
-            metrics.STAGE_SECONDS.labels(stage="produce").observe(produce_s)
-        counts: Counter[tuple[OutputKind, str]] = Counter()
-        for output in batch.outputs:
-            # Raises on a failed produce: the worker stops without committing this batch.
-            output.future.get(timeout=timeout)
-            self.tracker.finished(output.partition, output.record.offset)
-            counts[output.kind, output.label] += 1
-            if output.kind is OutputKind.DECISION:
-                metrics.END_TO_END_SECONDS.observe(
-                    max(0.0, now_ms - output.record.timestamp) / 1000
-                )
-        # Counted once per batch and label: a labelled child lookup per post showed in profiles.
-        for (kind, label), count in counts.items():
-            if kind is OutputKind.DEAD_LETTER:
-                metrics.DEAD_LETTERS.labels(reason=label).inc(count)
-                self.stats.dead_lettered += count
-            elif kind is OutputKind.DECISION:
-                metrics.DECISIONS.labels(action=label).inc(count)
-                self.stats.decided += count
-                self.stats.actions[label] += count
+        self.outputs.produce_decisions(batch, decisions, policy_s)
 
     def _records_in_flight(self) -> int:
         return sum(len(b.records) for b in self.in_flight)
@@ -416,17 +296,3 @@ class ModerationWorker:
             # The group moved on (rebalance): these records will be re-delivered. Allowed.
             metrics.COMMITS.labels(outcome="failed").inc()
             logger.warning("offset commit failed, records will be re-delivered: %s", exc)
-
-
-def _as_invalid(record: ConsumerRecord, exc: Exception) -> InvalidPostError:
-    if isinstance(exc, InvalidPostError):
-        return exc
-    # A decoder bug must not become a poison pill that blocks the partition.
-    logger.error(
-        "decoder failed on %s-%s@%s",
-        record.topic,
-        record.partition,
-        record.offset,
-        exc_info=exc,
-    )
-    return InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")

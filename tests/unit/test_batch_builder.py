@@ -23,7 +23,7 @@ from moderator.schema import Post
 from moderator.serving.messages import NO_IMAGE, NO_TEXT
 from moderator.serving.scoring import score_request
 from tests.unit.test_serving_batching import ArithmeticModel
-from workers.batch_builder import build_request
+from workers.features import build_request
 
 DIM = 4
 TEXT_DIM = 2

@@ -14,7 +14,7 @@ from moderator.ingest import decode_post
 from moderator.policy import PolicyService, load_policy
 from moderator.policy.terms import TermList
 from moderator.text import normalise_text
-from workers.batch_builder import build_request
+from workers.features import build_request
 
 # The example and the look-alike spellings an evader reaches for.
 EVASIONS = [

@@ -1,0 +1,86 @@
+"""Polled records → decoded posts or the reason each one cannot be moderated.
+
+Decoding is the worker's first stage and the only one that may wait on the network: an
+image_url post is fetched from an allowed host (moderator.ingest.ImageFetcher). The fetches
+run side by side on a pool owned here, so one slow host costs a batch one timeout, not one
+each, while the records keep their order. The stage never raises for a record: a record
+it cannot read, or a decoder bug, becomes an InvalidPostError for the dead-letter topic,
+so no record can become a poison pill that blocks its partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from moderator.config import DecodeLimits
+from moderator.errors import InvalidPostError, ReasonCode
+from moderator.ingest import DecodedPost, ImageFetcher, load_image, parse_post
+
+logger = logging.getLogger(__name__)
+
+Decoded = tuple[ConsumerRecord, DecodedPost | InvalidPostError]
+
+
+class DecodeStage:
+    """Decodes a polled batch in record order, fetching image_url posts on its own pool."""
+
+    def __init__(self, limits: DecodeLimits, image_size: int) -> None:
+        self.limits = limits
+        self.image_size = image_size
+        image_urls = limits.image_urls
+        self.fetcher = (
+            ImageFetcher(image_urls, limits.max_image_bytes) if image_urls.enabled else None
+        )
+        self._fetch_pool = (
+            ThreadPoolExecutor(max_workers=image_urls.concurrency, thread_name_prefix="fetch")
+            if self.fetcher is not None
+            else None
+        )
+
+    def decode_all(self, records: list[ConsumerRecord]) -> list[Decoded]:
+        """Decode in record order; image_url posts are fetched on the fetch pool meanwhile."""
+        limits, size = self.limits, self.image_size
+        staged: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError | Future[DecodedPost]]]
+        staged = []
+        for record in records:
+            try:
+                parsed = parse_post(record.value, limits, record.key)
+                if parsed.post.image_url is not None and self._fetch_pool is not None:
+                    future = self._fetch_pool.submit(load_image, parsed, limits, size, self.fetcher)
+                    staged.append((record, future))
+                else:
+                    staged.append((record, load_image(parsed, limits, size)))
+            except Exception as exc:
+                staged.append((record, as_invalid(record, exc)))
+        decoded: list[Decoded] = []
+        for record, outcome in staged:
+            if isinstance(outcome, Future):
+                try:
+                    outcome = outcome.result()
+                except Exception as exc:
+                    outcome = as_invalid(record, exc)
+            decoded.append((record, outcome))
+        return decoded
+
+    def close(self) -> None:
+        """Stop the fetch pool without waiting; fetches not started are cancelled."""
+        if self._fetch_pool is not None:
+            self._fetch_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def as_invalid(record: ConsumerRecord, exc: Exception) -> InvalidPostError:
+    """The dead-letter reason for a record the decoder raised on."""
+    if isinstance(exc, InvalidPostError):
+        return exc
+    # A decoder bug must not become a poison pill that blocks the partition.
+    logger.error(
+        "decoder failed on %s-%s@%s",
+        record.topic,
+        record.partition,
+        record.offset,
+        exc_info=exc,
+    )
+    return InvalidPostError(ReasonCode.DECODER_ERROR, f"{type(exc).__name__}: {exc}")
