@@ -25,7 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from moderator.errors import PROBLEM_REASONS, ConfigError, ReasonCode
+from moderator.errors import PROBLEM_REASONS, SIGNAL_PROBLEMS, ConfigError, ReasonCode
+from moderator.signals.settings import SignalSettings
 from moderator.yamlfile import YamlFileError, load_located_yaml
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -342,10 +343,17 @@ class DecodeLimits(_Section):
     @classmethod
     def _only_post_problems(cls, codes: list[ReasonCode]) -> list[ReasonCode]:
         records = sorted(code.value for code in codes if code not in PROBLEM_REASONS)
+        listable = PROBLEM_REASONS - SIGNAL_PROBLEMS
         if records:
             raise ValueError(
                 f"{', '.join(records)} always dead-letter (the record is not a post); list only "
-                f"post problems: {', '.join(sorted(c.value for c in PROBLEM_REASONS))}"
+                f"post problems: {', '.join(sorted(c.value for c in listable))}"
+            )
+        late = sorted(code.value for code in codes if code in SIGNAL_PROBLEMS)
+        if late:
+            raise ValueError(
+                f"{', '.join(late)} are found by signals after the post was read and are always "
+                f"decided; list only: {', '.join(sorted(c.value for c in listable))}"
             )
         return codes
 
@@ -393,6 +401,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     limits: DecodeLimits = Field(default_factory=DecodeLimits)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
     policy_path: Path = DEFAULT_POLICY
     policy_reload_interval_s: float = Field(
         default=10.0, ge=0, description="How often to check the policy files; 0 = never reload."

@@ -62,6 +62,11 @@ class ReasonCode(StrEnum):
     IMAGE_URL_PRIVATE_ADDRESS = "image_url_private_address"
     # DNS failure, refused connection, timeout, TLS error or a non-200 answer.
     IMAGE_FETCH_FAILED = "image_fetch_failed"
+    # Found after decoding, by the worker's signals (moderator.signals): always decided.
+    # OCR stopped at a cap (boxes, time, characters): decided on the text it read.
+    OCR_TRUNCATED = "ocr_truncated"
+    # A signal (OCR, image safety) failed on this post: decided without its outputs.
+    SIGNAL_FAILED = "signal_failed"
 
 
 RECORD_REASONS = frozenset(
@@ -75,6 +80,7 @@ RECORD_REASONS = frozenset(
     }
 )
 PROBLEM_REASONS = frozenset(ReasonCode) - RECORD_REASONS
+SIGNAL_PROBLEMS = frozenset({ReasonCode.OCR_TRUNCATED, ReasonCode.SIGNAL_FAILED})
 IMAGE_PROBLEMS = frozenset(
     code
     for code in PROBLEM_REASONS

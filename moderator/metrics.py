@@ -25,8 +25,9 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
-STAGES = ("decode", "cache", "inference", "policy", "produce")
-CACHE_KINDS = ("image", "text")
+STAGES = ("decode", "signals", "cache", "inference", "policy", "produce")
+# Embeddings (image, text) and the cached pool signals (moderator.signals).
+CACHE_KINDS = ("image", "text", "ocr", "image_safety")
 CACHE_RESULTS = ("hit", "miss", "corrupt", "error")
 RELOAD_OUTCOMES = ("ok", "invalid")
 COMMIT_OUTCOMES = ("ok", "failed")
@@ -107,8 +108,8 @@ STUCK_PARTITIONS = Gauge(
 # -- feature cache -------------------------------------------------------------------------
 CACHE_REQUESTS = Counter(
     "moderator_cache_requests_total",
-    "Feature cache lookups by kind (image, text) and result: hit, miss, corrupt per "
-    "embedding; error per failed Redis call and kind it carried.",
+    "Feature cache lookups by kind (image, text embeddings; ocr, image_safety signal "
+    "outputs) and result: hit, miss, corrupt per item; error per failed Redis call and kind.",
     ["kind", "result"],
 )
 CACHE_AVAILABLE = Gauge("moderator_cache_available", "1 while Redis answers, 0 while it does not.")

@@ -8,12 +8,14 @@ from moderator.cache.features import (
     normalise_caption,
 )
 from moderator.cache.memory import MemoryBound, ensure_memory_bound
+from moderator.cache.signals import SignalCache
 
 __all__ = [
     "KINDS",
     "FeatureCache",
     "FeatureKind",
     "MemoryBound",
+    "SignalCache",
     "caption_digest",
     "ensure_memory_bound",
     "normalise_caption",

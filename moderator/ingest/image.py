@@ -23,6 +23,15 @@ pi_heif.register_heif_opener()
 
 def decode_image(data: bytes, limits: DecodeLimits, size: int) -> np.ndarray:
     """Decode `data` to a ``size`` x ``size`` RGB uint8 array, or raise InvalidPostError."""
+    return decode_image_views(data, limits, size)[0]
+
+
+def decode_image_views(
+    data: bytes, limits: DecodeLimits, size: int, reading_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier's ``size`` x ``size`` RGB array and, when `reading_side` is given, a
+    reading copy for OCR: RGB, aspect kept, longest side at most `reading_side` (never
+    enlarged). One decode serves both; raises InvalidPostError."""
     if len(data) > limits.max_image_bytes:
         raise InvalidPostError(
             ReasonCode.IMAGE_TOO_LARGE,
@@ -35,7 +44,7 @@ def decode_image(data: bytes, limits: DecodeLimits, size: int) -> np.ndarray:
             # Our own pixel cap below replaces PIL's bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=None)
-            return _to_pixels(image, limits, size)
+            return _to_pixels(image, data, limits, size, reading_side)
     except InvalidPostError:
         raise
     except UnidentifiedImageError as exc:
@@ -50,7 +59,9 @@ def decode_image(data: bytes, limits: DecodeLimits, size: int) -> np.ndarray:
         ) from exc
 
 
-def _to_pixels(image: Image.Image, limits: DecodeLimits, size: int) -> np.ndarray:
+def _to_pixels(
+    image: Image.Image, data: bytes, limits: DecodeLimits, size: int, reading_side: int | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     if image.format not in limits.allowed_image_formats:
         raise InvalidPostError(
             ReasonCode.IMAGE_FORMAT_NOT_ALLOWED,
@@ -64,9 +75,29 @@ def _to_pixels(image: Image.Image, limits: DecodeLimits, size: int) -> np.ndarra
             ReasonCode.IMAGE_TOO_MANY_PIXELS,
             f"image is {width}x{height}, limit {limits.max_image_pixels} pixels",
         )
+    pixels = _decoded(image, size).resize((size, size), Image.Resampling.BILINEAR)
+    if reading_side is None:
+        return np.asarray(pixels, dtype=np.uint8), None
+    if image.format == "JPEG" and max(image.size) > size:
+        # The classifier's copy was drafted at its own small scale (exactly as in training):
+        # decode again at the reading scale. OCR costs ~100x a decode.
+        image = Image.open(io.BytesIO(data))
+    reading = reading_copy(_decoded(image, reading_side), reading_side)
+    return np.asarray(pixels, dtype=np.uint8), np.asarray(reading, dtype=np.uint8)
+
+
+def _decoded(image: Image.Image, size: int) -> Image.Image:
     if image.format == "JPEG":
         # Let libjpeg decode at a reduced scale: large photos decode several times faster.
         image.draft("RGB", (size, size))
     image.load()
-    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    return image.convert("RGB")
+
+
+def reading_copy(image: Image.Image, max_side: int) -> Image.Image:
+    """`image` shrunk (bilinear, aspect kept) so its longest side is at most `max_side`."""
+    scale = max_side / max(image.size)
+    if scale >= 1:
+        return image
+    width, height = (max(1, round(side * scale)) for side in image.size)
+    return image.resize((width, height), Image.Resampling.BILINEAR)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections import Counter
@@ -28,9 +27,11 @@ from pydantic import ValidationError
 
 from moderator.config import DecodeLimits
 from moderator.errors import UNREADABLE_IMAGE_PROBLEMS, InvalidPostError, ReasonCode
-from moderator.ingest.image import decode_image
+from moderator.ingest.image import decode_image_views
 from moderator.ingest.url_fetch import ImageFetcher
 from moderator.schema.post import MAX_CAPTION_CHARS, POST_SCHEMA_VERSION, Post
+from moderator.signals import SignalOutput, SignalSubject
+from moderator.signals.hashes import Md5Signal, PdqSignal, Sha256Signal
 from moderator.text import NormalisedText, normalise_text
 
 # Fields read as absent when unusable, and the problem that says so.
@@ -51,6 +52,11 @@ _ESCAPED_KEY = re.compile(rb'\\[^"]*+"\s*:')
 Problems = Mapping[ReasonCode, str]
 """Problem code → detail (for logs and dead-letter headers; never the post's content)."""
 
+# Digests of the image file, always: sha256 keys the caches, MD5 costs as little (~0.2 ms
+# per 100 kB) and lets MD5 banks match fetched images as well as inline ones.
+_DIGESTS = (Sha256Signal(), Md5Signal())
+_PDQ = PdqSignal()
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedPost:
@@ -68,6 +74,35 @@ class DecodedPost:
     text: NormalisedText | None = None
     """Normalised caption; None → computed from post.caption on first use."""
     problems: Problems = field(default_factory=dict)
+    signals: dict[str, SignalOutput] = field(default_factory=dict)
+    """Signal name → outputs: the digests from decoding, then the worker's pool signals
+    (OCR, image safety) as they finish. Policies read them as ``signals.<name>.<field>``."""
+    reading_image: np.ndarray | None = None
+    """A larger RGB copy for reading text (OCR on), released once the pool signals ran."""
+
+    @property
+    def image_text(self) -> str:
+        """Text read from the image (normalised); '' when OCR is off or found none."""
+        ocr = self.signals.get("ocr")
+        return str(ocr["text"]) if ocr else ""
+
+    def add_problem(self, code: ReasonCode, detail: str) -> None:
+        """A problem found after decoding (by a signal); the first detail per code stays."""
+        if code not in self.problems:
+            object.__setattr__(self, "problems", {**self.problems, code: detail})
+
+    def release_reading_image(self) -> None:
+        """Drop the reading copy once the signals read it (it is the largest thing held)."""
+        object.__setattr__(self, "reading_image", None)  # frozen: released, never replaced
+
+    def subject(self) -> SignalSubject:
+        """What the worker's pool signals read of this post."""
+        return SignalSubject(
+            image_sha256=self.image_sha256,
+            pixels=self.pixels,
+            reading_image=self.reading_image,
+            caption=self.caption_text.text,
+        )
 
     @property
     def caption_text(self) -> NormalisedText:
@@ -85,30 +120,55 @@ def decode_post(
     image_size: int,
     fetcher: ImageFetcher | None = None,
     key: bytes | None = None,
+    *,
+    reading_side: int | None = None,
+    pdq: bool = False,
 ) -> DecodedPost:
     """Read one record value; raises InvalidPostError only for what is dead-lettered."""
-    return load_image(parse_post(value, limits, key), limits, image_size, fetcher)
+    parsed = parse_post(value, limits, key)
+    return load_image(parsed, limits, image_size, fetcher, reading_side=reading_side, pdq=pdq)
 
 
 def load_image(
-    parsed: ParsedPost, limits: DecodeLimits, image_size: int, fetcher: ImageFetcher | None = None
+    parsed: ParsedPost,
+    limits: DecodeLimits,
+    image_size: int,
+    fetcher: ImageFetcher | None = None,
+    *,
+    reading_side: int | None = None,
+    pdq: bool = False,
 ) -> DecodedPost:
     """Decode a parsed post's image (fetching image_url posts when `fetcher` is given); an
-    image that cannot be read becomes a problem, and the post goes on without pixels."""
+    image that cannot be read becomes a problem, and the post goes on without pixels.
+
+    The digests are computed here, once, from the bytes as received, inline or fetched:
+    sha256 and MD5 always, PDQ when `pdq` (a PDQ bank needs it). `reading_side`: also keep a
+    copy for OCR with at most that longest side.
+    """
     post, problems = parsed.post, dict(parsed.problems)
-    pixels, digest = None, None
+    pixels, reading, digest = None, None, None
+    signals: dict[str, SignalOutput] = {}
     try:
         image_bytes = _image_bytes(post, limits, fetcher)
         if image_bytes is not None:
-            pixels = decode_image(image_bytes, limits, image_size)
-            digest = hashlib.sha256(image_bytes).hexdigest()
+            pixels, reading = decode_image_views(image_bytes, limits, image_size, reading_side)
+            signals = _digests(image_bytes, pixels, pdq)
+            digest = str(signals["sha256"]["hash"])
     except InvalidPostError as exc:
         problems[exc.reason] = exc.detail
     except Exception as exc:
         # PIL and the HEIF plugin parse untrusted bytes: any other failure means unreadable.
         problems[ReasonCode.IMAGE_CORRUPT] = f"cannot decode image: {type(exc).__name__}"
     refuse_listed_problems(problems, limits)
-    return DecodedPost(post, pixels, digest, parsed.text, problems)
+    return DecodedPost(post, pixels, digest, parsed.text, problems, signals, reading)
+
+
+def _digests(image_bytes: bytes, pixels: np.ndarray, pdq: bool) -> dict[str, SignalOutput]:
+    subject = SignalSubject(image_bytes=image_bytes, pixels=pixels)
+    signals = {signal.name: signal.run(subject) for signal in _DIGESTS}
+    if pdq:
+        signals[_PDQ.name] = _PDQ.run(subject)
+    return signals
 
 
 def _image_bytes(post: Post, limits: DecodeLimits, fetcher: ImageFetcher | None) -> bytes | None:

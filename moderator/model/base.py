@@ -19,6 +19,8 @@ class ModerationModel(Protocol):
     image_size: int
     image_embedding_dim: int
     text_embedding_dim: int
+    reads_image_text: bool
+    """Trained on caption and image text joined (moderator.text.model_text): score it so."""
 
     def embed_images(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 RGB [N, image_size, image_size, 3] → float32 [N, image_embedding_dim]."""

@@ -49,6 +49,11 @@ class FusionConfig(BaseModel):
         description="what the head was trained on: 'text' ignores images when scoring (a "
         "caption-only data set), 'image' ignores captions (an ablation), 'both' uses both"
     )
+    reads_image_text: bool = Field(
+        default=False,
+        description="trained on caption and image text joined (moderator.text.model_text); the "
+        "worker then sends the text OCR read from the image along with the caption",
+    )
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="per category: the threshold chosen on validation"
     )

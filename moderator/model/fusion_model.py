@@ -63,6 +63,7 @@ class FusionModerationModel:
         self.image_size = config.preprocessing.image_size
         self.image_embedding_dim = config.image_embedding_dim
         self.text_embedding_dim = config.text_embedding_dim
+        self.reads_image_text = config.reads_image_text
         self._empty_caption: np.ndarray | None = None
         self.backbone = backbone
         apply_cuda_flags(self.options)

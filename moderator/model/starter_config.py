@@ -39,6 +39,10 @@ class StarterConfig(BaseModel):
     text_encoder: Literal["all-minilm-l6-v2"]
     caption_prototypes: dict[str, list[str]]
     caption_calibration: CaptionCalibration
+    reads_image_text: bool = Field(
+        default=False,
+        description="caption categories read caption and image text joined (model_text)",
+    )
     caption_head: str | None = Field(
         default=None,
         description="subdirectory with a caption-only fusion checkpoint on the offline backbone; "

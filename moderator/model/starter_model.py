@@ -59,6 +59,7 @@ class StarterModerationModel:
         self.model_version = config.model_version + self.options.version_suffix()
         self.categories = list(config.categories)
         self.image_size = config.image_size
+        self.reads_image_text = config.reads_image_text
         self._calibration = config.caption_calibration
         self._image_net = load_efficientnet_lite0()
         self._text_encoder = MiniLMTextEncoder()

@@ -17,7 +17,6 @@ back to a full scan. See bench/policy_bench.py --bank for the 1M-hash figure.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from moderator.signals import SignalOutput
+from moderator.signals.hashes import PdqSignal
 
 logger = logging.getLogger(__name__)
 
@@ -72,14 +74,6 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def pdq_from_pixels(pixels: np.ndarray) -> tuple[bytes, int]:
-    """PDQ hash (32 bytes, the hex order of ThreatExchange) and quality of an RGB uint8 image."""
-    import pdqhash
-
-    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels, dtype=np.uint8))
-    return np.packbits(bits.astype(np.uint8)).tobytes(), int(quality)
 
 
 def _popcount_rows(words: np.ndarray) -> np.ndarray:
@@ -243,20 +237,28 @@ class HashBanks:
         return found
 
     def signals(
-        self, pixels: np.ndarray | None, image_bytes: bytes | None, sha256: str | None
+        self, digests: Mapping[str, SignalOutput], pixels: np.ndarray | None
     ) -> ImageSignals:
-        """Compute only the hashes some bank needs."""
-        pdq, quality = (None, 0)
-        if self.needs_pdq and pixels is not None:
-            pdq, quality = pdq_from_pixels(pixels)
-        md5 = (
-            hashlib.md5(image_bytes, usedforsecurity=False).hexdigest()
-            if (self.needs_md5 and image_bytes is not None)
-            else None
+        """What the banks compare, from the digests computed while decoding (ingest). PDQ is
+        computed here from the pixels only if decoding skipped it (a PDQ bank arrived with a
+        policy reload while the batch was in flight)."""
+        pdq = digests.get("pdq")
+        if self.needs_pdq and pdq is None and pixels is not None:
+            pdq = _PDQ.run_on_pixels(pixels)
+        md5, sha256 = digests.get("md5"), digests.get("sha256")
+        return ImageSignals(
+            pdq=bytes.fromhex(str(pdq["hash"])) if pdq and pdq["hash"] else None,
+            pdq_quality=int(pdq["quality"]) if pdq else 0,
+            md5=_hex(md5),
+            sha256=_hex(sha256),
         )
-        if self.needs_sha256 and sha256 is None and image_bytes is not None:
-            sha256 = hashlib.sha256(image_bytes).hexdigest()
-        return ImageSignals(pdq=pdq, pdq_quality=quality, md5=md5, sha256=sha256)
+
+
+_PDQ = PdqSignal()
+
+
+def _hex(digest: SignalOutput | None) -> str | None:
+    return str(digest["hash"]) or None if digest is not None else None
 
 
 _CACHE: dict[tuple[str, str, int, int], frozenset[str] | PdqIndex] = {}

@@ -239,7 +239,7 @@ def _hash_image(path: Path, kind: str) -> str | None:
     import numpy as np
     from PIL import Image
 
-    from moderator.policy.banks import pdq_from_pixels
+    from moderator.signals.hashes import pdq_from_pixels
 
     with Image.open(io.BytesIO(data)) as image:
         pixels = np.asarray(image.convert("RGB"))

@@ -8,6 +8,8 @@ post       Post                       id, caption, lang, has_image, metadata, pr
                                       image_unreadable, normalised_caption,
                                       caption_obfuscated
 author     Author                     id and counters (posts_last_hour, ...)
+signals    Signals                    every registered signal's outputs by name
+                                      (``signals.ocr.text``, ``signals.md5.hash``)
 =========  =========================  =============================================
 
 Hash banks and term lists are reached through functions (`functions.py`).
@@ -31,10 +33,13 @@ from moderator.policy.typesystem import (
     map_of,
     object_type,
 )
+from moderator.signals import SIGNAL_TYPES
 
 POST = object_type("Post")
 AUTHOR = object_type("Author")
+SIGNALS = object_type("Signals")
 SCORES = map_of(DOUBLE)
+_FIELD_TYPES = {"string": STRING, "double": DOUBLE, "int": INT, "bool": BOOL, "list": list_of(DYN)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,11 @@ OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
             "the caption as the model reads it: hidden characters removed, NFKC, look-alikes "
             "folded",
         ),
+        "image_text": FieldSpec(
+            STRING,
+            "P.image_text",
+            "text read from the image by OCR (normalised, capped); '' when none or OCR is off",
+        ),
         "caption_obfuscated": FieldSpec(
             BOOL,
             "P.normalised().obfuscated",
@@ -75,6 +85,19 @@ OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
     "Author": {
         "id": FieldSpec(STRING, "P.author_id", "the author id"),
         **{name: FieldSpec(INT, f"A.{name}", f"author counter {name}") for name in AUTHOR_FIELDS},
+    },
+    # One object type per signal, so an unknown signal or field fails at load with file:line.
+    # A signal that is switched off or did not apply reads as its `empty` outputs.
+    "Signals": {
+        kind.name: FieldSpec(object_type(f"Signal.{kind.name}"), "P.signals", kind.__doc__ or "")
+        for kind in SIGNAL_TYPES
+    },
+    **{
+        f"Signal.{kind.name}": {
+            name: FieldSpec(_FIELD_TYPES[type_], f"P.signal({kind.name!r}, {name!r})", "")
+            for name, type_ in kind.fields.items()
+        }
+        for kind in SIGNAL_TYPES
     },
 }
 
@@ -90,4 +113,5 @@ VARIABLES: dict[str, VariableSpec] = {
     "scores": VariableSpec(SCORES, "S", "scores"),
     "post": VariableSpec(POST, "P", "post"),
     "author": VariableSpec(AUTHOR, "A", "author"),
+    "signals": VariableSpec(SIGNALS, "P.signals", "signals"),
 }

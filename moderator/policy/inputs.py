@@ -16,9 +16,11 @@ from typing import Any
 
 from moderator.errors import UNREADABLE_IMAGE_PROBLEMS
 from moderator.policy.terms import TextForms, text_forms
+from moderator.signals import SIGNAL_TYPES
 from moderator.text import NormalisedText, normalise_text
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+EMPTY_SIGNALS = {kind.name: kind.empty for kind in SIGNAL_TYPES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,18 @@ class PolicyInput:
     """Reason codes of the post's odd or unusable parts (the decision's `problems`)."""
     text: NormalisedText | None = None
     """The caption as the model reads it; None → normalised from `caption` on first use."""
+    image_text: str = ""
+    """Text read from the image by OCR (normalised); '' when none or OCR is off."""
+    signals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Signal name → its outputs (moderator.signals): digests, OCR, image safety."""
     _caption_forms: TextForms | None = field(default=None, init=False, repr=False)
+
+    def signal(self, name: str, field: str) -> Any:
+        """One output of a signal; a signal that did not run reads as its empty outputs."""
+        outputs = self.signals.get(name)
+        if outputs is None:
+            return EMPTY_SIGNALS[name][field]
+        return outputs[field]
 
     def normalised(self) -> NormalisedText:
         text = self.text
@@ -88,6 +101,8 @@ class PolicyInput:
         now: float | None = None,
         problems: tuple[str, ...] = (),
         text: NormalisedText | None = None,
+        image_text: str = "",
+        signals: Mapping[str, Mapping[str, Any]] = _EMPTY,
     ) -> PolicyInput:
         """From a `moderator.schema.Post` (or anything with the same attributes)."""
         return cls(
@@ -103,4 +118,6 @@ class PolicyInput:
             now=now,
             problems=problems,
             text=text,
+            image_text=image_text,
+            signals=signals,
         )

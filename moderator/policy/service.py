@@ -16,8 +16,6 @@ patterns, far below the default threshold of 31); see docs/policy.md.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -60,6 +58,12 @@ class DecodedPostLike(Protocol):
 
     @property
     def caption_text(self) -> NormalisedText: ...
+
+    @property
+    def signals(self) -> Mapping[str, Mapping[str, Any]]: ...
+
+    @property
+    def image_text(self) -> str: ...
 
 
 class PolicyService:
@@ -111,9 +115,9 @@ class PolicyService:
         )
         hash_matches: dict[str, int] = {}
         if policy.banks and (decoded.pixels is not None or decoded.image_sha256 is not None):
-            image_bytes = _image_bytes(post.image_b64) if policy.banks.needs_md5 else None
-            signals = policy.banks.signals(decoded.pixels, image_bytes, decoded.image_sha256)
-            hash_matches = policy.banks.match(signals)
+            # The digests were computed once, while decoding, from the bytes as received
+            # (inline or fetched from image_url alike).
+            hash_matches = policy.banks.match(policy.banks.signals(decoded.signals, decoded.pixels))
         author = NO_HISTORY
         if self.authors is not None and policy.uses_author:
             author = self.authors.counters(post.author_id, now)
@@ -125,6 +129,8 @@ class PolicyService:
             now=now,
             problems=tuple(str(problem) for problem in decoded.problems),
             text=decoded.caption_text,
+            image_text=decoded.image_text,
+            signals=decoded.signals,
         )
         result = self._finish(policy, data, now, post)
         return result
@@ -159,12 +165,3 @@ class PolicyService:
             stop()
         if self.authors is not None:
             self.authors.close()
-
-
-def _image_bytes(image_b64: str | None) -> bytes | None:
-    if image_b64 is None:
-        return None
-    try:
-        return base64.b64decode(image_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None

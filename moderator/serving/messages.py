@@ -24,6 +24,8 @@ class ModelInfo:
     image_size: int
     image_embedding_dim: int
     text_embedding_dim: int
+    reads_image_text: bool = False
+    """The text side was trained on `model_text(caption, image_text)`: send it the image text."""
 
 
 @dataclass(slots=True)

@@ -74,6 +74,8 @@ class Signal(ABC):
     """Every field `compute` returns, with its type: what policies can name."""
     empty: ClassVar[SignalOutput]
     """The outputs for a post without the parts this signal reads (no image, say)."""
+    reading_side: int | None = None
+    """Signals that need ``reading_image``: the longest side they read (the decoder's cap)."""
 
     @classmethod
     def from_settings(cls, settings: SignalSettings) -> Signal | None:

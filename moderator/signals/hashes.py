@@ -9,11 +9,12 @@ bytes as received, inline or fetched from image_url alike; PDQ reads the decoded
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from moderator.signals.base import Signal, SignalOutput, SignalSubject
+from moderator.signals.base import FieldType, Signal, SignalOutput, SignalSubject
 
 
 class Sha256Signal(Signal):
@@ -24,7 +25,7 @@ class Sha256Signal(Signal):
     needs = frozenset({"image_bytes"})
     runs_in = "ingest"
     cost = "trivial"
-    fields = {"hash": "string"}
+    fields: ClassVar[Mapping[str, FieldType]] = {"hash": "string"}
     empty: ClassVar[SignalOutput] = {"hash": ""}
 
     def compute(self, subject: SignalSubject) -> SignalOutput:
@@ -40,7 +41,7 @@ class Md5Signal(Signal):
     needs = frozenset({"image_bytes"})
     runs_in = "ingest"
     cost = "trivial"
-    fields = {"hash": "string"}
+    fields: ClassVar[Mapping[str, FieldType]] = {"hash": "string"}
     empty: ClassVar[SignalOutput] = {"hash": ""}
 
     def compute(self, subject: SignalSubject) -> SignalOutput:
@@ -56,12 +57,22 @@ class PdqSignal(Signal):
     needs = frozenset({"pixels"})
     runs_in = "ingest"
     cost = "moderate"
-    fields = {"hash": "string", "quality": "int"}
+    fields: ClassVar[Mapping[str, FieldType]] = {"hash": "string", "quality": "int"}
     empty: ClassVar[SignalOutput] = {"hash": "", "quality": 0}
 
     def compute(self, subject: SignalSubject) -> SignalOutput:
         assert subject.pixels is not None
-        import pdqhash
+        return self.run_on_pixels(subject.pixels)
 
-        bits, quality = pdqhash.compute(np.ascontiguousarray(subject.pixels, dtype=np.uint8))
-        return {"hash": np.packbits(bits.astype(np.uint8)).tobytes().hex(), "quality": int(quality)}
+    @staticmethod
+    def run_on_pixels(pixels: np.ndarray) -> SignalOutput:
+        digest, quality = pdq_from_pixels(pixels)
+        return {"hash": digest.hex(), "quality": quality}
+
+
+def pdq_from_pixels(pixels: np.ndarray) -> tuple[bytes, int]:
+    """PDQ hash (32 bytes, the hex order of ThreatExchange) and quality of an RGB uint8 image."""
+    import pdqhash
+
+    bits, quality = pdqhash.compute(np.ascontiguousarray(pixels, dtype=np.uint8))
+    return np.packbits(bits.astype(np.uint8)).tobytes(), int(quality)

@@ -16,14 +16,16 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from moderator.signals.base import Signal, SignalOutput, SignalSubject
+from moderator.signals.base import FieldType, Signal, SignalOutput, SignalSubject
 from moderator.signals.settings import OcrSettings, SignalSettings
+from moderator.text import normalise_text
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +105,17 @@ class OcrSignal(Signal):
     needs = frozenset({"reading_image"})
     runs_in = "pool"
     cost = "heavy"
-    fields = {"text": "string", "lines": "int", "confidence": "double", "truncated": "bool"}
+    fields: ClassVar[Mapping[str, FieldType]] = {
+        "text": "string",
+        "lines": "int",
+        "confidence": "double",
+        "truncated": "bool",
+    }
     empty: ClassVar[SignalOutput] = {"text": "", "lines": 0, "confidence": 0.0, "truncated": False}
 
     def __init__(self, settings: OcrSettings) -> None:
         self.settings = settings
+        self.reading_side = settings.max_side
         self._local = threading.local()
 
     @classmethod
@@ -140,7 +148,9 @@ class OcrSignal(Signal):
         lines, scores, truncated = self.engine().read(subject.reading_image)
         if "ch" not in self.settings.languages:
             lines = [line for line in (_CJK.sub(" ", text).strip() for text in lines) if line]
-        text = " ".join(lines)
+        # Normalised like captions (hidden characters, NFKC, look-alikes): what the model, the
+        # term lists and the record read.
+        text = normalise_text(" ".join(lines)).text
         if len(text) > self.settings.max_chars:
             text, truncated = text[: self.settings.max_chars], True
         return {

@@ -29,6 +29,13 @@ Preset = Annotated[
     str | None, typer.Option(help="Field mapping preset: hateful-memes (default) or davidson.")
 ]
 TextField = Annotated[str | None, typer.Option(help="Field holding the caption.")]
+TextSource = Annotated[
+    str | None,
+    typer.Option(
+        help="What the text field holds: image_text (a meme's overlaid text; hateful-memes "
+        "preset) or caption (davidson preset). Image-text models are served OCR'd image text."
+    ),
+]
 ImageField = Annotated[
     str | None, typer.Option(help="Field holding the image path; 'none' for caption-only data.")
 ]
@@ -137,6 +144,7 @@ def train(
     report_dir: Annotated[Path | None, typer.Option(help="Default: OUT/report.")] = None,
     preset: Preset = None,
     text_field: TextField = None,
+    text_source: TextSource = None,
     image_field: ImageField = None,
     label_field: LabelField = None,
     label_map: LabelMap = None,
@@ -196,6 +204,8 @@ def train(
         spec = dataset_spec(
             preset, text_field, image_field, label_field, label_map, category, image_root
         )
+        if text_source:
+            spec = spec.model_validate({**spec.model_dump(), "text_source": text_source})
         head_config = HeadConfig.model_validate(
             {
                 "type": head,

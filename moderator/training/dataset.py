@@ -34,6 +34,12 @@ class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text_field: str = "text"
+    text_source: Literal["caption", "image_text"] = Field(
+        default="image_text",
+        description="what text_field holds: the post's caption, or the text inside its image "
+        "(a meme's overlaid text). A model trained on image text is served the text OCR reads "
+        "from each image, joined to the caption (moderator.text.model_text)",
+    )
     image_field: str | None = Field(default="img", description="None: a caption-only data set")
     label_fields: list[str] = Field(default_factory=lambda: ["label"], min_length=1)
     categories: list[str] | None = Field(
@@ -65,6 +71,7 @@ PRESETS: dict[str, DatasetSpec] = {
     # offensive too, so "offensive" means offensive-or-hate and "hate" means hate vs the rest.
     "davidson": DatasetSpec(
         text_field="tweet",
+        text_source="caption",
         image_field=None,
         label_fields=["class"],
         categories=["hate", "offensive"],

@@ -157,6 +157,7 @@ def run_training(
         preprocessing=backbone.preprocessing,
         head=config.head,
         modalities=config.modalities,
+        reads_image_text=spec.text_source == "image_text",
         thresholds=thresholds,
         training=_provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )

@@ -155,8 +155,8 @@ class TestStarterModelContract(ModerationModelContract):
 
 
 def test_starter_metadata(starter: ModerationModel) -> None:
-    # starter-0.2-<hash of the caption head's config and weights>
-    assert starter.model_version.startswith("starter-0.2-") and len(starter.model_version) == 24
+    # starter-0.3-<hash of the caption head's config and weights>
+    assert starter.model_version.startswith("starter-0.3-") and len(starter.model_version) == 24
     assert starter.categories == [*IMAGE_CATEGORIES, *CAPTION_CATEGORIES]
     assert (starter.image_size, starter.image_embedding_dim) == (224, 1280)
     assert starter.text_embedding_dim == 384

@@ -20,11 +20,11 @@ from moderator.policy.banks import (
     ImageSignals,
     PdqIndex,
     parse_hash_list,
-    pdq_from_pixels,
 )
 from moderator.policy.loader import load_policy
 from moderator.policy.service import PolicyService
 from moderator.schema import Action
+from moderator.signals.hashes import pdq_from_pixels
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,113 @@
+"""The contract every registered signal keeps (moderator.signals.base): run for each of them.
+
+A new signal passes these by being listed in moderator.signals.registry; its own behaviour
+gets its own test file next to this one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import orjson
+import pytest
+
+from moderator.demo.memes import render_meme
+from moderator.policy.context import OBJECT_FIELDS
+from moderator.signals import SIGNAL_TYPES, Signal, SignalSettings, SignalSubject, check_output
+from moderator.signals.base import NAME
+
+FIELD_TYPES = {"string", "double", "int", "bool", "list"}
+
+
+def _subject() -> SignalSubject:
+    image = render_meme("contract test text", np.random.default_rng(3), layout="plain")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    reading = np.asarray(image, dtype=np.uint8)
+    pixels = np.asarray(image.resize((224, 224)), dtype=np.uint8)
+    return SignalSubject(
+        image_sha256=hashlib.sha256(data).hexdigest(),
+        image_bytes=data,
+        pixels=pixels,
+        reading_image=reading,
+        caption="a caption",
+    )
+
+
+@pytest.fixture(scope="module")
+def subject() -> SignalSubject:
+    return _subject()
+
+
+def _built(kind: type[Signal]) -> Signal:
+    signal = kind.from_settings(SignalSettings())
+    assert signal is not None, f"{kind.name} is off by default"
+    return signal
+
+
+def test_names_are_unique_identifiers() -> None:
+    names = [kind.name for kind in SIGNAL_TYPES]
+    assert len(names) == len(set(names))
+    assert all(NAME.match(name) for name in names)
+
+
+@pytest.mark.parametrize("kind", SIGNAL_TYPES, ids=lambda k: k.name)
+def test_declaration(kind: type[Signal]) -> None:
+    assert kind.version and kind.runs_in in ("ingest", "pool")
+    assert kind.cost in ("trivial", "moderate", "heavy")
+    assert kind.fields and set(kind.fields.values()) <= FIELD_TYPES
+    assert kind.needs <= {"image_bytes", "pixels", "reading_image", "caption"} and kind.needs
+    signal = _built(kind)
+    assert check_output(signal, signal.empty) == []
+    # Policies can name every field: signals.<name>.<field>, typed.
+    assert set(OBJECT_FIELDS[f"Signal.{kind.name}"]) == set(kind.fields)
+    if "reading_image" in kind.needs:
+        assert signal.reading_side is not None
+
+
+@pytest.mark.parametrize("kind", SIGNAL_TYPES, ids=lambda k: k.name)
+def test_outputs_are_declared_deterministic_and_cacheable(
+    kind: type[Signal], subject: SignalSubject
+) -> None:
+    signal = _built(kind)
+    first = signal.run(subject)
+    assert check_output(signal, first) == []
+    assert signal.run(subject) == first
+    assert orjson.loads(orjson.dumps(first)) == first  # the signal cache stores JSON
+
+
+@pytest.mark.parametrize("kind", SIGNAL_TYPES, ids=lambda k: k.name)
+def test_a_post_without_an_image_gets_the_empty_outputs(kind: type[Signal]) -> None:
+    signal = _built(kind)
+    bare = SignalSubject(caption="only words")
+    assert not signal.applies_to(bare)
+    assert signal.run(bare) == signal.empty
+
+
+@pytest.mark.parametrize("kind", SIGNAL_TYPES, ids=lambda k: k.name)
+def test_cache_key(kind: type[Signal], subject: SignalSubject) -> None:
+    signal = _built(kind)
+    key = signal.cache_key(subject)
+    if kind.runs_in == "ingest":
+        assert key is None  # computed while decoding, never worth a round trip
+        return
+    assert key is not None and subject.image_sha256 is not None
+    assert key.startswith(f"{kind.name}:") and subject.image_sha256 in key
+    assert signal.qualified_version in key
+    # The caption is not part of what image signals read: a repost with another caption hits.
+    other = SignalSubject(
+        image_sha256=subject.image_sha256, reading_image=subject.reading_image, caption="x"
+    )
+    assert signal.cache_key(other) == key
+    assert signal.cache_key(SignalSubject()) is None
+
+
+def test_switched_off_signals_are_not_built() -> None:
+    off = SignalSettings.model_validate(
+        {name: {"enabled": False} for name in SignalSettings.model_fields if name != "threads"}
+    )
+    built = [kind.from_settings(off) for kind in SIGNAL_TYPES if kind.runs_in == "pool"]
+    assert built and all(signal is None for signal in built)
