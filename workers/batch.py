@@ -11,10 +11,12 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.producer.future import FutureRecordMetadata
 
+from moderator import metrics
 from moderator.serving import ScoreResponse
 from workers.decisions import ValidPost
-from workers.features import BuiltRequest
+from workers.features import BuiltRequest, FeatureLookup
 from workers.scorer import BatchScorer
+from workers.signal_stage import SignalStage
 
 
 class OutputKind(Enum):
@@ -46,15 +48,29 @@ class Batch:
     scoring: Future[ScoreResponse] | None = None
     produced: bool = False
     decode_ms: float = 0.0
+    signals_ms: float = 0.0  # the pool signals (OCR, image safety), on the scoring thread
     cache_ms: float = 0.0
     submitted_at: float = field(default_factory=time.perf_counter)
     scored_at: float | None = None  # perf_counter when the model answered
     produce_started: float | None = None  # perf_counter when its decisions were sent
+    signal_hits: dict[int, list[str]] = field(default_factory=dict)  # row → cached signals
 
-    def score(self, scorer: BatchScorer) -> ScoreResponse:
-        """Run on a scorer thread; stamps the answer before the future completes, so the
-        loop always sees the stamp once `scored` is true."""
-        assert self.built is not None
+    def score(
+        self, scorer: BatchScorer, signals: SignalStage, features: FeatureLookup
+    ) -> ScoreResponse:
+        """Run on a scorer thread: the pool signals, the feature lookup, then the model. Stamps
+        the answer before the future completes, so the loop always sees the stamp once
+        `scored` is true."""
+        posts = [v.decoded for v in self.valid]
+        started = time.perf_counter()
+        if signals.signals:
+            self.signal_hits = signals.run(posts).hits
+            metrics.STAGE_SECONDS.labels(stage="signals").observe(time.perf_counter() - started)
+        looked_up = time.perf_counter()
+        self.signals_ms = (looked_up - started) * 1000
+        self.built = features.build(posts)
+        self.cache_ms = (time.perf_counter() - looked_up) * 1000
+        metrics.STAGE_SECONDS.labels(stage="cache").observe(self.cache_ms / 1000)
         response = scorer.score(self.built.request)
         self.scored_at = time.perf_counter()
         return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,21 @@ DecisionRecord = dict[str, Any]
 class ValidPost:
     record: ConsumerRecord
     decoded: DecodedPost
+
+
+# Enough for a reviewer to read the meme; the full text stays in the signal cache.
+RECORD_IMAGE_TEXT_CHARS = 500
+_DIGESTS = frozenset({"sha256", "md5", "pdq"})
+
+
+def _pool_signals(signals: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The pool signals' outputs for the record: OCR's text is `image_text`, digests are
+    the image's identity and not repeated."""
+    return {
+        name: {key: value for key, value in outputs.items() if (name, key) != ("ocr", "text")}
+        for name, outputs in signals.items()
+        if name not in _DIGESTS
+    }
 
 
 def make_decisions(
@@ -56,6 +72,8 @@ def make_decisions(
                 "policy_version": result.policy_version,
                 "model_version": response.model_version,
                 "cache_hits": list(hits),
+                "image_text": item.decoded.image_text[:RECORD_IMAGE_TEXT_CHARS],
+                "signals": _pool_signals(item.decoded.signals),
                 "timings_ms": dict(timings_ms),
                 "source": {
                     "topic": record.topic,

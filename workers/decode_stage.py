@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 from kafka.consumer.fetcher import ConsumerRecord
 
@@ -27,9 +28,13 @@ Decoded = tuple[ConsumerRecord, DecodedPost | InvalidPostError]
 class DecodeStage:
     """Decodes a polled batch in record order, fetching image_url posts on its own pool."""
 
-    def __init__(self, limits: DecodeLimits, image_size: int) -> None:
+    def __init__(
+        self, limits: DecodeLimits, image_size: int, reading_side: int | None = None
+    ) -> None:
+        """`reading_side`: keep a copy of each image for OCR with at most that longest side."""
         self.limits = limits
         self.image_size = image_size
+        self.reading_side = reading_side
         image_urls = limits.image_urls
         self.fetcher = (
             ImageFetcher(image_urls, limits.max_image_bytes) if image_urls.enabled else None
@@ -40,19 +45,21 @@ class DecodeStage:
             else None
         )
 
-    def decode_all(self, records: list[ConsumerRecord]) -> list[Decoded]:
-        """Decode in record order; image_url posts are fetched on the fetch pool meanwhile."""
+    def decode_all(self, records: list[ConsumerRecord], pdq: bool = False) -> list[Decoded]:
+        """Decode in record order; image_url posts are fetched on the fetch pool meanwhile.
+        `pdq`: compute PDQ hashes too (the policy has a PDQ bank)."""
         limits, size = self.limits, self.image_size
+        load = partial(load_image, reading_side=self.reading_side, pdq=pdq)
         staged: list[tuple[ConsumerRecord, DecodedPost | InvalidPostError | Future[DecodedPost]]]
         staged = []
         for record in records:
             try:
                 parsed = parse_post(record.value, limits, record.key)
                 if parsed.post.image_url is not None and self._fetch_pool is not None:
-                    future = self._fetch_pool.submit(load_image, parsed, limits, size, self.fetcher)
+                    future = self._fetch_pool.submit(load, parsed, limits, size, self.fetcher)
                     staged.append((record, future))
                 else:
-                    staged.append((record, load_image(parsed, limits, size)))
+                    staged.append((record, load(parsed, limits, size)))
             except Exception as exc:
                 staged.append((record, as_invalid(record, exc)))
         decoded: list[Decoded] = []

@@ -28,6 +28,7 @@ from moderator.serving.messages import (
     ScoreRequest,
     ScoreResponse,
 )
+from moderator.text import model_text
 
 K = TypeVar("K", bound=Hashable)
 
@@ -51,7 +52,12 @@ class FeatureLookup:
         """One request for `posts`, with the cached embeddings filled in."""
         info = self.info
         return build_request(
-            posts, self.cache, info.image_size, info.image_embedding_dim, info.text_embedding_dim
+            posts,
+            self.cache,
+            info.image_size,
+            info.image_embedding_dim,
+            info.text_embedding_dim,
+            info.reads_image_text,
         )
 
     def write_back(self, built: BuiltRequest, response: ScoreResponse) -> None:
@@ -87,9 +93,10 @@ def build_request(
     image_size: int,
     image_dim: int,
     text_dim: int,
+    reads_image_text: bool = False,
 ) -> BuiltRequest:
     image_keys = [p.image_sha256 if p.pixels is not None else None for p in posts]
-    captions = [p.caption_text.text for p in posts]
+    captions = [model_input(p, reads_image_text) for p in posts]
     text_keys = [caption_digest(c) if c else None for c in captions]
     wanted: dict[FeatureKind, list[str]] = {
         "image": _distinct(image_keys),
@@ -142,6 +149,13 @@ def build_request(
         text_hashes=texts.to_encode,
         cache_hits=cache_hits,
     )
+
+
+def model_input(post: DecodedPost, reads_image_text: bool) -> str:
+    """The text the model reads: the normalised caption, joined to the image text when the
+    model was trained on both (ModelInfo.reads_image_text)."""
+    caption = post.caption_text.text
+    return model_text(caption, post.image_text) if reads_image_text else caption
 
 
 def _distinct(keys: Sequence[K | None]) -> list[K]:

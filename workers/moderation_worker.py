@@ -27,10 +27,11 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from moderator import metrics
-from moderator.cache import FeatureCache
+from moderator.cache import FeatureCache, SignalCache
 from moderator.config import Settings
 from moderator.errors import InvalidPostError
 from moderator.policy import CompiledPolicy, PolicyService, PolicySource
+from moderator.signals import build_signals
 from workers.batch import Batch
 from workers.decisions import ValidPost, make_decisions
 from workers.decode_stage import DecodeStage
@@ -40,6 +41,7 @@ from workers.offsets import OffsetTracker
 from workers.outputs import Outputs
 from workers.poll_guard import PollGuard
 from workers.scorer import BatchScorer
+from workers.signal_stage import SignalStage
 from workers.telemetry import WorkerTelemetry
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,12 @@ class ModerationWorker:
         self._executor = ThreadPoolExecutor(
             max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
         )
-        self.decoder = DecodeStage(settings.limits, self.info.image_size)
+        self.signals = SignalStage(
+            build_signals(settings.signals, "pool"),
+            SignalCache(cache.client, settings.redis.feature_ttl_s) if cache is not None else None,
+            settings.signals.threads,
+        )
+        self.decoder = DecodeStage(settings.limits, self.info.image_size, self.signals.reading_side)
         self.features = FeatureLookup(cache, self.info)
         self.outputs = Outputs(settings, producer, self.tracker, self.stats)
         self._last_commit = 0.0
@@ -147,6 +154,7 @@ class ModerationWorker:
             self.health.set_ready(False)
             self._executor.shutdown(wait=False, cancel_futures=True)
             self.decoder.close()
+            self.signals.close()
         logger.info(
             "worker stopped: %s decided, %s dead-lettered, %s pauses, %s rebalances",
             self.stats.decided,
@@ -165,7 +173,9 @@ class ModerationWorker:
         batch = Batch(records=records, valid=[])
         for record in records:
             self.tracker.started(TopicPartition(record.topic, record.partition), record.offset)
-        for record, outcome in self.decoder.decode_all(records):
+        banks = self.policy.policy.banks
+        pdq = bool(banks and banks.needs_pdq)  # digests once, here: only what the banks read
+        for record, outcome in self.decoder.decode_all(records, pdq=pdq):
             if isinstance(outcome, InvalidPostError):
                 batch.outputs.append(self.outputs.dead_letter(record, outcome))
             else:
@@ -174,11 +184,11 @@ class ModerationWorker:
         batch.decode_ms = (decoded - started) * 1000
         metrics.STAGE_SECONDS.labels(stage="decode").observe(decoded - started)
         if batch.valid:
-            batch.built = self.features.build([v.decoded for v in batch.valid])
-            batch.cache_ms = (time.perf_counter() - decoded) * 1000
-            metrics.STAGE_SECONDS.labels(stage="cache").observe(batch.cache_ms / 1000)
             metrics.BATCH_SIZE.observe(len(batch.valid))
-            batch.scoring = self._executor.submit(batch.score, self.scorer)
+            # Signals, feature lookup and model on a scorer thread: the loop keeps polling.
+            batch.scoring = self._executor.submit(
+                batch.score, self.scorer, self.signals, self.features
+            )
         else:
             batch.produced = True
         self.in_flight.append(batch)
@@ -219,20 +229,24 @@ class ModerationWorker:
         scored = time.perf_counter()
         # Until the model answered; the loop's turn after that is reported apart ("loop").
         answered = batch.scored_at if batch.scored_at is not None else scored
-        inference_ms = (answered - batch.submitted_at) * 1000 - batch.decode_ms - batch.cache_ms
+        before_model = batch.decode_ms + batch.signals_ms + batch.cache_ms
+        inference_ms = (answered - batch.submitted_at) * 1000 - before_model
         metrics.STAGE_SECONDS.labels(stage="inference").observe(max(inference_ms, 0) / 1000)
         self.features.write_back(batch.built, response)
         timings = {
             "decode": round(batch.decode_ms, 3),
+            "signals": round(batch.signals_ms, 3),
             "cache": round(batch.cache_ms, 3),
             "inference": round(inference_ms, 3),
             "loop": round((scored - answered) * 1000, 3),
             # Pure compute inside the replica (the merged batch's forward passes).
             "model": round(response.encode_ms + response.score_ms, 3),
         }
-        decisions = make_decisions(
-            batch.valid, response, batch.built.cache_hits, self.policy, timings
-        )
+        hits = [
+            [*embeddings, *batch.signal_hits.get(row, ())]
+            for row, embeddings in enumerate(batch.built.cache_hits)
+        ]
+        decisions = make_decisions(batch.valid, response, hits, self.policy, timings)
         policy_s = time.perf_counter() - scored
         metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)
         self.outputs.produce_decisions(batch, decisions, policy_s)

@@ -42,6 +42,7 @@ class _Strict(BaseModel):
 class CasePost(_Strict):
     id: str = "case-post"
     caption: str = ""
+    image_text: str = ""
     lang: str = ""
     has_image: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -58,6 +59,9 @@ class CaseAuthor(_Strict):
 
 class CaseInput(_Strict):
     scores: dict[str, float] = Field(default_factory=dict)
+    signals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="signal name → outputs (signals.<name>.<field>)"
+    )
     post: CasePost = Field(default_factory=CasePost)
     author: CaseAuthor = Field(default_factory=CaseAuthor)
     banks: dict[str, int] = Field(default_factory=dict)
@@ -131,6 +135,8 @@ def case_input(case: PolicyCase, default_now: float | None) -> PolicyInput:
         post_id=given.post.id,
         author_id=given.author.id,
         caption=given.post.caption,
+        image_text=given.post.image_text,
+        signals={name: dict(outputs) for name, outputs in given.signals.items()},
         lang=given.post.lang,
         has_image=given.post.has_image,
         metadata=dict(given.post.metadata),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,7 +65,18 @@ class Decision(BaseModel):
     policy_version: str
     model_version: str
     cache_hits: list[str] = Field(
-        default_factory=list, description="Feature extractions served from the cache."
+        default_factory=list,
+        description="Feature extractions served from the cache: image, text embeddings and "
+        "signal outputs (ocr, image_safety).",
+    )
+    image_text: str = Field(
+        default="",
+        description="Text OCR read from the image, normalised, cut to 500 characters for "
+        "reviewers ('' when none or OCR is off).",
+    )
+    signals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Outputs of the worker's pool signals (ocr without its text, image_safety).",
     )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     source: SourceRef

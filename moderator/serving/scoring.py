@@ -19,7 +19,7 @@ def model_info(model: ModerationModel) -> ModelInfo:
         image_size=model.image_size,
         image_embedding_dim=model.image_embedding_dim,
         text_embedding_dim=model.text_embedding_dim,
-        reads_image_text=model.reads_image_text,
+        reads_image_text=getattr(model, "reads_image_text", False),
     )
 
 

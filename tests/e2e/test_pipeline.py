@@ -47,7 +47,7 @@ def test_posts_become_decisions_and_offsets_cover_every_record(
     for decision in collected.decisions.values():
         parsed = Decision.model_validate(decision)
         assert parsed.model_version.startswith("starter")
-        assert parsed.policy_version == "default@3"
+        assert parsed.policy_version == "default@4"
         assert parsed.problems == expected_problems[parsed.post_id]
         assert set(parsed.scores) >= {"hate", "weapons"}
     # Reposted images, and captions seen before (the stream draws from small caption pools),

@@ -153,7 +153,7 @@ def test_invalid_policy_pushed_mid_stream(settings: Settings, tmp_path: Path) ->
     versions = {d["policy_version"] for d in run.collected.decisions.values()}
     _report(run, "invalid-policy", versions=sorted(versions))
     assert not run.lost(), run.logs_tail()
-    assert versions == {"default@3"}
+    assert versions == {"default@4"}
 
 
 def test_two_workers_one_killed(settings: Settings, tmp_path: Path) -> None:

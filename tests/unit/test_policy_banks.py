@@ -109,7 +109,7 @@ def test_worker_path_matches_banks_from_decoded_posts() -> None:
     result = service.decide_post(known, {"hate": 0.0}, timestamp_ms=1_780_000_000_000)
     assert result.action is Action.BLOCK
     assert result.rules_fired == ["bank.known_bad_pdq"]
-    assert result.policy_version == "default@3"
+    assert result.policy_version == "default@4"
     unknown = decode_post(_record(5, "free spins"), limits, 224)
     assert service.decide_post(unknown, {"gambling": 0.5}, 1_780_000_000_000).action is (
         Action.REVIEW

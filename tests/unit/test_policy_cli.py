@@ -31,7 +31,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_check_prints_a_rule_summary() -> None:
     code, output = run("policy", "check", POLICIES / "default.yaml")
     assert code == 0, output
-    assert "ok default@3" in output
+    assert "ok default@4" in output
     assert "hate.block" in output and "shadow" in output and "disabled" in output
 
 

@@ -1,0 +1,110 @@
+"""The pool signals of a batch (OCR, image safety): cache first, then the signal threads.
+
+Runs in the batch's scoring thread, before its feature lookup, so the loop keeps polling while
+images are read and the classifier replicas never wait on OCR. Per signal: posts are keyed by
+the signal's cache key (image digest + signal version), so a repost or a repeat within the
+batch reads the image once; misses run side by side on the signal threads (onnxruntime
+releases the GIL) and are written back. A failing signal never costs a post: the post is
+decided without that signal's outputs and lists the ``signal_failed`` problem; OCR that hit
+a cap lists ``ocr_truncated``. The reading copy of each image is released afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from moderator.cache import SignalCache
+from moderator.errors import ReasonCode
+from moderator.ingest import DecodedPost
+from moderator.signals import Signal, SignalOutput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SignalReport:
+    """What the stage did for one batch (for the decision's cache_hits and the logs)."""
+
+    computed: dict[str, int] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    hits: dict[int, list[str]] = field(default_factory=dict)
+    """Row → the signals whose outputs came from the cache."""
+
+
+class SignalStage:
+    def __init__(self, signals: Sequence[Signal], cache: SignalCache | None, threads: int) -> None:
+        self.signals = list(signals)
+        self.cache = cache
+        self._pool = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="signal")
+            if self.signals
+            else None
+        )
+
+    @property
+    def reading_side(self) -> int | None:
+        """The longest side of the reading copy the decoder keeps (None: no signal reads it)."""
+        sides = [s.reading_side for s in self.signals if s.reading_side is not None]
+        return max(sides) if sides else None
+
+    def run(self, posts: Sequence[DecodedPost]) -> SignalReport:
+        """Fill each post's `signals` with every pool signal's outputs."""
+        report = SignalReport()
+        for signal in self.signals:
+            self._run_one(signal, posts, report)
+        for post in posts:
+            post.release_reading_image()
+        return report
+
+    def _run_one(self, signal: Signal, posts: Sequence[DecodedPost], report: SignalReport) -> None:
+        assert self._pool is not None
+        subjects = [post.subject() for post in posts]
+        rows: dict[str, list[int]] = {}  # work key → rows that share it
+        for row, subject in enumerate(subjects):
+            if not signal.applies_to(subject):
+                posts[row].signals[signal.name] = signal.empty
+                continue
+            key = signal.cache_key(subject) or f"row:{row}"
+            rows.setdefault(key, []).append(row)
+        cacheable = [key for key in rows if not key.startswith("row:")]
+        cached = self.cache.get_many(signal, cacheable) if self.cache is not None else {}
+        futures: dict[str, Future[SignalOutput]] = {
+            key: self._pool.submit(signal.run, subjects[rows[key][0]])
+            for key in rows
+            if key not in cached
+        }
+        fresh: dict[str, SignalOutput] = {}
+        for key, members in rows.items():
+            output = cached.get(key)
+            if output is None:
+                try:
+                    output = fresh[key] = futures[key].result()
+                except Exception as exc:
+                    # Decided without it: a signal bug or a hostile image must not stop the loop.
+                    logger.warning("signal %s failed: %s: %s", signal.name, type(exc).__name__, exc)
+                    report.failed[signal.name] = report.failed.get(signal.name, 0) + len(members)
+                    for row in members:
+                        posts[row].add_problem(ReasonCode.SIGNAL_FAILED, f"{signal.name} failed")
+                    continue
+            for row in members:
+                _record(posts[row], signal, output)
+                if key in cached:
+                    report.hits.setdefault(row, []).append(signal.name)
+        report.computed[signal.name] = len(fresh)
+        report.cached[signal.name] = len(cached)
+        if self.cache is not None:
+            self.cache.put_many({k: v for k, v in fresh.items() if not k.startswith("row:")})
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _record(post: DecodedPost, signal: Signal, output: SignalOutput) -> None:
+    post.signals[signal.name] = output
+    if output.get("truncated") is True and signal.name == "ocr":
+        post.add_problem(ReasonCode.OCR_TRUNCATED, "OCR stopped at a cap; decided on what it read")
