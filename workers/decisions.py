@@ -48,8 +48,11 @@ def make_decisions(
     cache_hits: list[list[str]],
     policy: PolicyService,
     timings_ms: dict[str, float],
+    signal_categories: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[DecisionRecord]:
-    """One decision record per valid post, in `valid` order."""
+    """One decision record per valid post, in `valid` order. `signal_categories`: category →
+    (signal, field) scored by a signal for a model that does not score it; 0.0 when the signal
+    did not run on the post (no image, or it failed)."""
     categories = response.categories
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
     rows = np.round(response.scores.astype(np.float64), 6).tolist()
@@ -57,6 +60,9 @@ def make_decisions(
     for row, item, hits in zip(rows, valid, cache_hits, strict=True):
         scores = dict(zip(categories, row, strict=True))
         post, record = item.decoded.post, item.record
+        for category, (signal, output) in (signal_categories or {}).items():
+            outputs = item.decoded.signals.get(signal)
+            scores[category] = round(float(outputs[output]), 6) if outputs else 0.0
         result = policy.decide_post(item.decoded, scores, record.timestamp)
         decisions.append(
             {

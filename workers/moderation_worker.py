@@ -100,7 +100,14 @@ class ModerationWorker:
         self.policy = PolicyService.wrap(policy)
         self.cache = cache
         self.info = scorer.info()
-        self.policy.check_categories(self.info.categories)
+        self.signals = SignalStage(
+            build_signals(settings.signals, "pool"),
+            SignalCache(cache.client, settings.redis.feature_ttl_s) if cache is not None else None,
+            settings.signals.threads,
+        )
+        # Categories a signal scores for a model that does not (image safety's sexual).
+        self.signal_categories = self.signals.categories(self.info.categories)
+        self.policy.check_categories([*self.info.categories, *self.signal_categories])
         self.tracker = OffsetTracker()
         self.stats = WorkerStats()
         self.health = health or WorkerHealth(stall_after_s=float("inf"))
@@ -112,11 +119,6 @@ class ModerationWorker:
         self.paused = False
         self._executor = ThreadPoolExecutor(
             max_workers=settings.worker.max_in_flight_batches, thread_name_prefix="scorer"
-        )
-        self.signals = SignalStage(
-            build_signals(settings.signals, "pool"),
-            SignalCache(cache.client, settings.redis.feature_ttl_s) if cache is not None else None,
-            settings.signals.threads,
         )
         self.decoder = DecodeStage(settings.limits, self.info.image_size, self.signals.reading_side)
         self.features = FeatureLookup(cache, self.info)
@@ -246,7 +248,9 @@ class ModerationWorker:
             [*embeddings, *batch.signal_hits.get(row, ())]
             for row, embeddings in enumerate(batch.built.cache_hits)
         ]
-        decisions = make_decisions(batch.valid, response, hits, self.policy, timings)
+        decisions = make_decisions(
+            batch.valid, response, hits, self.policy, timings, self.signal_categories
+        )
         policy_s = time.perf_counter() - scored
         metrics.STAGE_SECONDS.labels(stage="policy").observe(policy_s)
         self.outputs.produce_decisions(batch, decisions, policy_s)

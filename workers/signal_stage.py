@@ -45,6 +45,16 @@ class SignalStage:
             else None
         )
 
+    def categories(self, model_categories: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Category → (signal, field) for the categories the signals score and the model does
+        not: the model's own score wins where both have one."""
+        return {
+            category: (signal.name, output)
+            for signal in self.signals
+            for category, output in signal.categories.items()
+            if category not in model_categories
+        }
+
     @property
     def reading_side(self) -> int | None:
         """The longest side of the reading copy the decoder keeps (None: no signal reads it)."""

@@ -74,6 +74,9 @@ class Signal(ABC):
     """Every field `compute` returns, with its type: what policies can name."""
     empty: ClassVar[SignalOutput]
     """The outputs for a post without the parts this signal reads (no image, say)."""
+    categories: ClassVar[Mapping[str, str]] = {}
+    """Category → output field: a score the worker adds to the decision's scores for these
+    categories when the model does not score them itself (image safety's ``sexual``)."""
     reading_side: int | None = None
     """Signals that need ``reading_image``: the longest side they read (the decoder's cap)."""
 

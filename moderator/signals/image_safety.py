@@ -143,6 +143,12 @@ class ImageSafetySignal(Signal):
     cost = "heavy"
     fields: ClassVar[Mapping[str, FieldType]] = {"sexual": "double", "graphic_violence": "double"}
     empty: ClassVar[SignalOutput] = {"sexual": 0.0, "graphic_violence": 0.0}
+    # Trained scores for these categories instead of ImageNet-class guesses: the decision's
+    # scores.sexual / scores.graphic_violence, unless the model scores them itself.
+    categories: ClassVar[Mapping[str, str]] = {
+        "sexual": "sexual",
+        "graphic_violence": "graphic_violence",
+    }
 
     def __init__(self, settings: ImageSafetySettings) -> None:
         self.settings = settings

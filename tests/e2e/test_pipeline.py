@@ -10,10 +10,12 @@ import pytest
 from moderator.config import ServingSettings, Settings
 from moderator.demo.collect import collect
 from moderator.demo.stack import WorkerProcess, create_topics
+from moderator.errors import SIGNAL_PROBLEMS
 from moderator.schema import Decision
 from tests.integration.test_worker_delivery import _produce, committed_offsets
 
 pytestmark = pytest.mark.e2e
+SIGNAL_PROBLEM_CODES = {code.value for code in SIGNAL_PROBLEMS}
 
 
 def test_posts_become_decisions_and_offsets_cover_every_record(
@@ -48,7 +50,10 @@ def test_posts_become_decisions_and_offsets_cover_every_record(
         parsed = Decision.model_validate(decision)
         assert parsed.model_version.startswith("starter")
         assert parsed.policy_version == "default@4"
-        assert parsed.problems == expected_problems[parsed.post_id]
+        # The sample stream predicts the decoder's problems; OCR may add ocr_truncated (its
+        # time budget depends on the machine's load), which tests/unit/test_signal_ocr.py covers.
+        decoded = [p for p in parsed.problems if p not in SIGNAL_PROBLEM_CODES]
+        assert decoded == expected_problems[parsed.post_id]
         assert set(parsed.scores) >= {"hate", "weapons"}
     # Reposted images, and captions seen before (the stream draws from small caption pools),
     # were served from the Redis feature cache at least once.

@@ -10,10 +10,12 @@ import pytest
 from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.demo.stack import create_topics
+from moderator.errors import SIGNAL_PROBLEMS
 from moderator.io import create_producer
 from tests.hostile_corpus import hostile_cases
 from tests.integration.test_worker_delivery import KeywordScorer, _start_worker, committed_offsets
 
+SIGNAL_PROBLEM_CODES = {code.value for code in SIGNAL_PROBLEMS}
 pytestmark = pytest.mark.integration
 
 
@@ -51,7 +53,11 @@ def test_hostile_records_are_dead_lettered_or_decided_with_their_problems(
     assert not errors
     reasons = {key.decode(): letter.reason for letter, key in collected.dead_letters if key}
     assert reasons == expected_dlq
-    problems = {post_id: sorted(d["problems"]) for post_id, d in collected.decisions.items()}
+    # ocr_truncated depends on the machine's load (OCR's time budget): not this test's subject.
+    problems = {
+        post_id: sorted(p for p in d["problems"] if p not in SIGNAL_PROBLEM_CODES)
+        for post_id, d in collected.decisions.items()
+    }
     assert problems == expected_problems
     assert {
         (tp.topic, tp.partition): off for tp, off in committed_offsets(settings).items()
