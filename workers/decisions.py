@@ -79,6 +79,7 @@ def make_decisions(
                 "model_version": response.model_version,
                 "cache_hits": list(hits),
                 "image_text": item.decoded.image_text[:RECORD_IMAGE_TEXT_CHARS],
+                "image_text_changed": result.image_text_changed,
                 "signals": _pool_signals(item.decoded.signals),
                 "timings_ms": dict(timings_ms),
                 "source": {

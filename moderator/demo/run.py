@@ -73,7 +73,7 @@ def run_demo(
 ) -> tuple[RunFigures, Collected]:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"demo-{uuid.uuid4().hex[:6]}"
-    samples = sample_stream(count, run_id=run_id)
+    samples = sample_stream(count, run_id=run_id, meme_share=0.08)
     expected_valid = sum(s.valid for s in samples)
     with local_services(settings) as services, local_ray(services, wait_for_app=False) as stack:
         console.print(

@@ -156,6 +156,27 @@ def _malformed(index: int, rng: random.Random, now: datetime, run: str) -> Sampl
     return SampleRecord(post_id.encode(), value, post_id, reason)
 
 
+MEME_TEXTS = [
+    "when the coffee kicks in on a monday",
+    "me pretending to understand the meeting",
+    "nobody reads the terms and conditions",
+    "that feeling when the build passes first time",
+]
+HARMFUL_MEME_TEXTS = ["i will kill you if you post that again", "going to kill everyone at school"]
+MEME_CAPTIONS = ["look at this", "lol", "so true", "mood"]
+
+
+def _meme(post_id: str, rng: random.Random, now: datetime) -> SampleRecord:
+    from moderator.demo.memes import render_meme  # numpy + fonts: only for streams with memes
+
+    texts = HARMFUL_MEME_TEXTS if rng.random() < 1 / 3 else MEME_TEXTS
+    image = render_meme(rng.choice(texts), rng, jpeg=False)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    post = _post(post_id, rng, now, rng.choice(MEME_CAPTIONS), buffer.getvalue())
+    return SampleRecord(post_id.encode(), orjson.dumps(post), post_id, None)
+
+
 def sample_stream(
     count: int,
     seed: int = 7,
@@ -165,8 +186,13 @@ def sample_stream(
     malformed_share: float = 0.03,
     run_id: str = "demo",
     exact_reposts: bool = False,
+    meme_share: float = 0.0,
 ) -> list[SampleRecord]:
     """`count` records in a fixed order; the same seed gives the same bytes.
+
+    meme_share: posts whose message is text drawn into the image (moderator.demo.memes) under
+    a neutral caption, a third of them harmful: only OCR can read them. 0 draws nothing, so
+    streams without memes are the same bytes as before memes existed.
 
     With exact_reposts, each original post's caption is its own (the pool caption tagged
     with the post id) and a repost copies its original's image and caption, so only
@@ -182,6 +208,9 @@ def sample_stream(
         if rng.random() < malformed_share:
             records.append(_malformed(malformed, rng, now, run_id))
             malformed += 1
+            continue
+        if meme_share and rng.random() < meme_share:
+            records.append(_meme(f"{run_id}-meme-{i}", rng, now))
             continue
         image = None
         repost = False

@@ -41,6 +41,9 @@ class PolicyResult:
     """``name@version`` of the policy that decided."""
     errors: list[str] = field(default_factory=list)
     """Rules whose expression raised a CEL error (they did not fire)."""
+    image_text_changed: bool = False
+    """The policy decided another action or labels than it would without the image text
+    (PolicyService.decide_post; the model's scores are the same in both)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,11 @@ class CompiledPolicy:
     def qualified_version(self) -> str:
         """What decisions record: ``name@version``."""
         return f"{self.name}@{self.version}"
+
+    @property
+    def reads_image_text(self) -> bool:
+        """Some rule reads post.image_text or signals.ocr."""
+        return "image_text" in self.reads
 
     @property
     def uses_author(self) -> bool:

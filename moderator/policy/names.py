@@ -37,6 +37,8 @@ from moderator.policy.typesystem import (
     unify,
 )
 
+# What a rule reads of the text OCR found in the image.
+_IMAGE_TEXT_FIELDS = frozenset({("Post", "image_text"), ("Signals", "ocr")})
 MACROS = frozenset({"exists", "all", "exists_one", "filter", "map"})
 
 
@@ -89,6 +91,8 @@ class NameRules:
                     f"{receiver.type.name} has no field {name!r} (fields: {', '.join(fields)})"
                     f"{suggestion(name, fields)}",
                 )
+            if (receiver.type.name, name) in _IMAGE_TEXT_FIELDS:
+                self.env.used.add("image_text")  # the worker then also decides without it
             return Code(spec.code, spec.type, origin=f"{receiver.origin}.{name}")
         if kind is Kind.MAP:
             if receiver.origin == "scores":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from moderator import metrics
@@ -132,8 +133,14 @@ class PolicyService:
             image_text=decoded.image_text,
             signals=decoded.signals,
         )
-        result = self._finish(policy, data, now, post)
-        return result
+        result = policy.decide(data, now)
+        if data.image_text and policy.reads_image_text:
+            # What reading the image changed: decided again without its text (cheap: the
+            # compiled rules only; the model's scores, which may have read it too, stay).
+            without = policy.decide(_without_image_text(data), now)
+            if (without.action, without.labels) != (result.action, result.labels):
+                result = replace(result, image_text_changed=True)
+        return self._record(result, now, post)
 
     def _finish(
         self,
@@ -142,7 +149,9 @@ class PolicyService:
         now: float | None,
         post: Any,
     ) -> PolicyResult:
-        result = policy.decide(data, now)
+        return self._record(policy.decide(data, now), now, post)
+
+    def _record(self, result: PolicyResult, now: float | None, post: Any) -> PolicyResult:
         if self.authors is not None and post is not None and now is not None:
             self.authors.record(post.author_id, post.post_id, now, result.action)
         for rule_id in result.rules_fired:
@@ -165,3 +174,8 @@ class PolicyService:
             stop()
         if self.authors is not None:
             self.authors.close()
+
+
+def _without_image_text(data: PolicyInput) -> PolicyInput:
+    signals = {name: outputs for name, outputs in data.signals.items() if name != "ocr"}
+    return replace(data, image_text="", signals=signals)

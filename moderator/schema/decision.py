@@ -74,6 +74,11 @@ class Decision(BaseModel):
         description="Text OCR read from the image, normalised, cut to 500 characters for "
         "reviewers ('' when none or OCR is off).",
     )
+    image_text_changed: bool = Field(
+        default=False,
+        description="The policy's action or labels differ from what it decides with the image "
+        "text left out (the model's scores, which may read that text too, are the same in both).",
+    )
     signals: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Outputs of the worker's pool signals (ocr without its text, image_safety).",

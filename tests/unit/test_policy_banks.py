@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from moderator.config import DecodeLimits
-from moderator.ingest import decode_post
+from moderator.ingest import decode_post, load_image, parse_post
 from moderator.policy.banks import (
     HashBank,
     HashListError,
@@ -131,4 +131,36 @@ def test_md5_banks_hash_the_original_bytes(tmp_path: Path) -> None:
     record = orjson.loads(_record(None))
     record["image_b64"] = base64.b64encode(buffer.getvalue()).decode()
     decoded = decode_post(orjson.dumps(record), DecodeLimits(), 224)
+    assert service.decide_post(decoded, {}, None).action is Action.BLOCK
+
+
+class _FixedFetcher:
+    """A small fake behind ImageFetcher's interface: hands back fixed bytes for any URL (the
+    real fetcher, with its network rules, is tested in tests/integration/test_url_images.py)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fetch(self, url: str) -> bytes:
+        return self.data
+
+
+def test_md5_banks_match_images_fetched_from_image_url(tmp_path: Path) -> None:
+    # The digests are computed once, while decoding, from the bytes as received: before, the
+    # policy base64-decoded image_b64 again for MD5, so a fetched image never matched.
+    buffer = io.BytesIO()
+    Image.fromarray(pattern_image(5)).save(buffer, format="PNG")
+    (tmp_path / "bad.md5.txt").write_text(hashlib.md5(buffer.getvalue()).hexdigest() + "\n")
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nversion: '1'\ncategories: [hate]\n"
+        "hash_banks: {bad: {kind: md5, file: bad.md5.txt}}\n"
+        "rules:\n- {id: bad, when: 'bank_match(\"bad\")', action: block}\n"
+    )
+    service = PolicyService(load_policy(tmp_path / "p.yaml"))
+    record = orjson.loads(_record(None))
+    record["image_url"] = "https://images.example.com/a.png"
+    parsed = parse_post(orjson.dumps(record), DecodeLimits())
+    fetcher = _FixedFetcher(buffer.getvalue())
+    decoded = load_image(parsed, DecodeLimits(), 224, fetcher)  # type: ignore[arg-type]
+    assert decoded.signals["md5"]["hash"] == hashlib.md5(buffer.getvalue()).hexdigest()
     assert service.decide_post(decoded, {}, None).action is Action.BLOCK
