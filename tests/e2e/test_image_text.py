@@ -56,7 +56,7 @@ def test_a_threat_in_the_pixels_is_read_reviewed_and_cached(
 
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     try:
-        first = collect(settings.kafka, 2, 0, timeout_s=240, still_running=worker.alive)
+        first = collect(settings.kafka, 2, 0, timeout_s=420, still_running=worker.alive)
         # Sent once the first copy was decided, so its OCR output is in Redis by then.
         producer.send(settings.kafka.posts_topic, key=b"meme-repost", value=repost)
         producer.flush()

@@ -97,3 +97,23 @@ def test_settings_that_change_the_reading_change_the_cache_key() -> None:
 def test_unknown_language_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="choose from"):
         OcrSettings(languages=["fr"])
+
+
+@pytest.mark.parametrize("shape", [(1, 960), (960, 1), (11, 700), (3, 3)])
+def test_slivers_read_as_empty_without_enlarging(ocr: OcrSignal, shape: tuple[int, int]) -> None:
+    # rapidocr would enlarge a 1 x 960 strip to 30 x 28,800 before detection.
+    sliver = np.full((*shape, 3), 30, dtype=np.uint8)
+    out = ocr.run(SignalSubject(image_sha256="1" * 64, reading_image=sliver))
+    assert out["text"] == "" and out["truncated"] is False
+
+
+def test_a_thin_banner_is_padded_and_read(ocr: OcrSignal) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from moderator.demo.memes import font_dir
+
+    banner = Image.new("RGB", (420, 26), "white")
+    font = ImageFont.truetype(str(font_dir() / "DejaVuSans-Bold.ttf"), 18)
+    ImageDraw.Draw(banner).text((6, 2), "limited offer today", fill="black", font=font)
+    out = ocr.run(SignalSubject(image_sha256="2" * 64, reading_image=np.asarray(banner)))
+    assert {"limited", "offer"} <= _words(str(out["text"]))
