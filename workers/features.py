@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from moderator.cache import FeatureCache, FeatureKind, caption_digest
-from moderator.ingest import DecodedPost
+from moderator.cache import FeatureCache, FeatureKind
+from moderator.ingest import DecodedPost, text_digest
 from moderator.serving.messages import (
     NO_IMAGE,
     NO_TEXT,
@@ -37,7 +37,7 @@ K = TypeVar("K", bound=Hashable)
 class BuiltRequest:
     request: ScoreRequest
     image_hashes: list[str]  # sha256 of each image in request.pixels, in order
-    text_hashes: list[str]  # caption_digest of each caption in request.texts, in order
+    text_hashes: list[str]  # text_digest of each caption in request.texts, in order
     cache_hits: list[list[str]]  # per row: the kinds whose embedding came from the cache
 
 
@@ -97,7 +97,7 @@ def build_request(
 ) -> BuiltRequest:
     image_keys = [p.image_sha256 if p.pixels is not None else None for p in posts]
     captions = [model_input(p, reads_image_text) for p in posts]
-    text_keys = [caption_digest(c) if c else None for c in captions]
+    text_keys = [text_digest(c) if c else None for c in captions]
     wanted: dict[FeatureKind, list[str]] = {
         "image": _distinct(image_keys),
         "text": _distinct(text_keys),

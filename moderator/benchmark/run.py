@@ -15,10 +15,10 @@ from rich.table import Table
 from moderator.benchmark.ingest import run_ingest
 from moderator.benchmark.pipeline import added_latency_ms, run_backlog, run_open_loop
 from moderator.benchmark.raw_loop import RawLoopResult, mean_result, run_raw_loop
-from moderator.cache import normalise_caption
 from moderator.config import Settings
 from moderator.demo.samples import SampleRecord, sample_stream
 from moderator.demo.stack import local_ray, local_services
+from moderator.ingest import normalise_caption
 
 
 def machine() -> str:

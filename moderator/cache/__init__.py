@@ -4,8 +4,6 @@ from moderator.cache.features import (
     KINDS,
     FeatureCache,
     FeatureKind,
-    caption_digest,
-    normalise_caption,
 )
 from moderator.cache.memory import MemoryBound, ensure_memory_bound
 from moderator.cache.signals import SignalCache
@@ -16,7 +14,5 @@ __all__ = [
     "FeatureKind",
     "MemoryBound",
     "SignalCache",
-    "caption_digest",
     "ensure_memory_bound",
-    "normalise_caption",
 ]

@@ -1,15 +1,14 @@
 """Image and caption embeddings in Redis: reposts skip the encoders.
 
-Keys name the model version, the kind ("image", "text") and a content hash: sha256 of the
-image bytes, or of the normalised caption's UTF-8. Values are little-endian float32 vectors,
-checked for size and finiteness on the way in and out. The cache is an optimisation, never
+Keys name the model version, the kind ("image", "text") and a content hash computed in ingest
+(moderator.ingest.digests): sha256 of the image bytes, or of the model's text input's UTF-8.
+Values are little-endian float32 vectors, checked for size and finiteness on the way in and out. The cache is an optimisation, never
 a dependency: any Redis error counts as a miss, is logged once per outage, and decisions
 carry on without it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,6 @@ import numpy as np
 import redis
 
 from moderator import metrics
-from moderator.text import normalise_text
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +25,6 @@ KEY_PREFIX = "moderator:feat:v1"
 
 FeatureKind = Literal["image", "text"]
 KINDS: tuple[FeatureKind, ...] = ("image", "text")
-
-
-def normalise_caption(caption: str) -> str:
-    """The text the model encodes and the cache keys (`moderator.text.normalise_text`:
-    hidden characters removed, NFKC, look-alikes folded, whitespace collapsed), so captions
-    a reader cannot tell apart share an embedding."""
-    return normalise_text(caption).text
-
-
-def caption_digest(normalised: str) -> str:
-    """sha256 hex of a normalised caption's UTF-8: its content hash in text cache keys."""
-    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
 class FeatureCache:

@@ -1,5 +1,6 @@
 """Turning raw Kafka records into posts to decide (with their problems) and model-ready pixels."""
 
+from moderator.ingest.digests import normalise_caption, text_digest
 from moderator.ingest.image import decode_image
 from moderator.ingest.post_decoder import (
     DecodedPost,
@@ -21,6 +22,8 @@ __all__ = [
     "decode_post",
     "is_public_address",
     "load_image",
+    "normalise_caption",
     "parse_post",
     "refuse_listed_problems",
+    "text_digest",
 ]

@@ -13,10 +13,9 @@ from moderator.cache import (
     FeatureCache,
     FeatureKind,
     MemoryBound,
-    caption_digest,
     ensure_memory_bound,
-    normalise_caption,
 )
+from moderator.ingest import normalise_caption, text_digest
 from moderator.local import LocalRedis
 
 pytestmark = pytest.mark.integration
@@ -51,13 +50,13 @@ def test_miss_then_hit(redis_server: LocalRedis, kind: FeatureKind) -> None:
 
 def test_both_kinds_in_one_call_and_kinds_do_not_collide(redis_server: LocalRedis) -> None:
     cache = _cache(redis_server.url)
-    digest = caption_digest(normalise_caption("spam  wave"))
+    digest = text_digest(normalise_caption("spam  wave"))
     image, text = np.ones(DIMS["image"], np.float32), np.full(DIMS["text"], 2.0, np.float32)
     cache.put_many({"image": {"a" * 64: image}, "text": {digest: text}})
     found = cache.get_many({"image": ["a" * 64, digest], "text": [digest, "a" * 64]})
     assert list(found["image"]) == ["a" * 64] and list(found["text"]) == [digest]
     np.testing.assert_array_equal(found["text"][digest], text)
-    assert cache.client.exists(cache.key("text", caption_digest("spam wave"))) == 1
+    assert cache.client.exists(cache.key("text", text_digest("spam wave"))) == 1
 
 
 def test_model_version_is_part_of_the_key(redis_server: LocalRedis) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import redis
 
-from moderator.cache import FeatureCache, FeatureKind, caption_digest, normalise_caption
+from moderator.cache import FeatureCache, FeatureKind
 from moderator.cache.features import KEY_PREFIX
-from moderator.ingest import DecodedPost
+from moderator.ingest import DecodedPost, normalise_caption, text_digest
 from moderator.schema import Post
 from moderator.serving.messages import NO_IMAGE, NO_TEXT
 from moderator.serving.scoring import score_request
@@ -70,7 +70,7 @@ def test_reposts_are_encoded_once_and_cache_hits_travel_as_embeddings() -> None:
     assert cache.calls == 1  # one lookup for both kinds
     assert request.texts == ["p0", "p1", "p2", "p3", "p4"]
     assert request.caption_index == [0, 1, 2, 3, 4]
-    assert built.text_hashes == [caption_digest(f"p{i}") for i in range(5)]
+    assert built.text_hashes == [text_digest(f"p{i}") for i in range(5)]
     assert built.image_hashes == ["a" * 64, "b" * 64]
     assert request.pixels.shape == (2, 8, 8, 3)
     assert request.image_index == [0, NO_IMAGE, 0, 2, 1]
@@ -82,7 +82,7 @@ def test_reposts_are_encoded_once_and_cache_hits_travel_as_embeddings() -> None:
 def test_captions_are_normalised_deduplicated_and_served_from_the_cache() -> None:
     spam = normalise_caption("buy   now ")
     cached = np.array([1.0, 2.0], dtype=np.float32)
-    cache = DictCache({"text": {caption_digest(spam): cached}})
+    cache = DictCache({"text": {text_digest(spam): cached}})
     posts = [
         _decoded("p0", None, "hello\tworld"),
         _decoded("p1", None, "buy now"),
@@ -94,7 +94,7 @@ def test_captions_are_normalised_deduplicated_and_served_from_the_cache() -> Non
     built = build_request(posts, cast(FeatureCache, cache), 8, DIM, TEXT_DIM)
     request = built.request
     assert request.texts == ["hello world"]  # encoded once, in its normalised form
-    assert built.text_hashes == [caption_digest("hello world")]
+    assert built.text_hashes == [text_digest("hello world")]
     assert request.caption_index == [0, 1, 0, NO_TEXT, NO_TEXT, 1]
     np.testing.assert_array_equal(request.cached_text_embeddings, cached[None, :])
     assert built.cache_hits == [[], ["text"], [], [], [], ["text"]]
@@ -105,7 +105,7 @@ def test_a_batch_whose_captions_and_images_are_all_cached_runs_no_encoder() -> N
     cache = DictCache(
         {
             "image": {"a" * 64: image},
-            "text": {caption_digest("spam wave"): np.array([9.0, 9.0], np.float32)},
+            "text": {text_digest("spam wave"): np.array([9.0, 9.0], np.float32)},
         }
     )
     posts = [_decoded(f"p{i}", "a" * 64, "spam  wave") for i in range(3)]
@@ -144,7 +144,7 @@ def test_normalise_caption(raw: str, normalised: str) -> None:
 
 
 def test_text_keys_hash_the_normalised_caption_and_name_the_model_version() -> None:
-    digest = caption_digest(normalise_caption("cafe\u0301  au lait"))
+    digest = text_digest(normalise_caption("cafe\u0301  au lait"))
     assert digest == hashlib.sha256("caf\u00e9 au lait".encode()).hexdigest()
     cache = FeatureCache(redis.Redis(), "m-1", {"image": 4, "text": 2}, ttl_s=60)
     assert cache.key("text", digest) == f"{KEY_PREFIX}:m-1:text:{digest}"
