@@ -2,9 +2,9 @@
 
 Keys name the model version, the kind ("image", "text") and a content hash computed in ingest
 (moderator.ingest.digests): sha256 of the image bytes, or of the model's text input's UTF-8.
-Values are little-endian float32 vectors, checked for size and finiteness on the way in and out. The cache is an optimisation, never
-a dependency: any Redis error counts as a miss, is logged once per outage, and decisions
-carry on without it.
+Values are little-endian float32 vectors, checked for size and finiteness on the way in and
+out. The cache is an optimisation, never a dependency: any Redis error counts as a miss, is
+logged once per outage, and decisions carry on without it.
 """
 
 from __future__ import annotations
