@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from moderator.policy.engine import CompiledPolicy, PolicyResult
 from moderator.policy.functions import FUNCTIONS, CelpyResources
-from moderator.policy.inputs import AUTHOR_FIELDS, PolicyInput
+from moderator.policy.inputs import AUTHOR_FIELDS, EMPTY_SIGNALS, PolicyInput
 from moderator.policy.terms import TermList
 
 RunnerKind = Literal["interpreted", "compiled"]
@@ -92,6 +92,13 @@ def activation(data: PolicyInput) -> dict[str, Any]:
                 "image_unreadable": data.image_unreadable,
                 "normalised_caption": data.normalised().text,
                 "caption_obfuscated": data.normalised().obfuscated,
+                "image_text": data.image_text,
+            }
+        ),
+        "signals": to_cel(
+            {
+                name: {field: data.signal(name, field) for field in outputs}
+                for name, outputs in EMPTY_SIGNALS.items()
             }
         ),
         "author": to_cel(

@@ -242,7 +242,7 @@ def _count(key: str) -> float:
 def _reload_twice(policy_file: Path, before: dict[str, float]) -> None:
     """An accepted hot reload (version bump), then a rejected one (a rule with bad CEL)."""
     text = policy_file.read_text()
-    bumped = text.replace('version: "3"', 'version: "3-observed"', 1)
+    bumped = re.sub(r'^version: "([^"]+)"', r'version: "\1-observed"', text, count=1, flags=re.M)
     assert bumped != text
     policy_file.write_text(bumped)
     _wait(lambda: _count("reloads_ok") > before["reloads_ok"], "an accepted reload")
@@ -314,7 +314,7 @@ def test_prometheus_scrapes_the_worker_and_counts_match(observed: ObservedRun) -
     model = prom.query(f"moderator_model_info{{{job}}}")
     assert [series["metric"]["version"] for series in model] == ["keyword-1"]
     # The hot reload's new version, published by the worker loop within a second.
-    reloaded = f'moderator_policy_info{{{job}, name="default", version="3-observed"}}'
+    reloaded = f'moderator_policy_info{{{job}, name="default", version="4-observed"}}'
     assert prom.wait_for(f"count({reloaded})", lambda v: v == 1) == 1
     assert prom.value(f"count(moderator_policy_info{{{job}}})") == 1  # one series per worker
 
