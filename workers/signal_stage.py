@@ -107,7 +107,15 @@ class SignalStage:
         report.computed[signal.name] = len(fresh)
         report.cached[signal.name] = len(cached)
         if self.cache is not None:
-            self.cache.put_many({k: v for k, v in fresh.items() if not k.startswith("row:")})
+            # A read cut short (a time budget hit under load) is not what every repost should
+            # get: only complete outputs are cached.
+            self.cache.put_many(
+                {
+                    key: output
+                    for key, output in fresh.items()
+                    if not key.startswith("row:") and output.get("truncated") is not True
+                }
+            )
 
     def close(self) -> None:
         if self._pool is not None:

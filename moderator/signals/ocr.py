@@ -102,7 +102,8 @@ class OcrEngine:
         lines: list[str] = []
         scores: list[float] = []
         for start in range(0, len(crops), _RECOGNITION_BATCH):
-            if time.perf_counter() - started > settings.max_seconds:
+            # The first batch is always read: a stalled CPU must not turn a meme into no text.
+            if start and time.perf_counter() - started > settings.max_seconds:
                 truncated = True
                 break
             result = self._ocr.recognize_txt(crops[start : start + _RECOGNITION_BATCH])

@@ -77,7 +77,8 @@ def test_time_cap_truncates_and_says_so() -> None:
     long_text = " ".join(f"row{i} of text" for i in range(20))
     hurried = OcrSignal(OcrSettings(max_seconds=1e-6))
     out = hurried.run(_reading(long_text, 9, layout="plain", distort=False, jpeg=False))
-    assert out["truncated"] is True and out["text"] == ""  # detection ran, no time to read
+    # The first batch of boxes is always read; the rest waited for no one.
+    assert out["truncated"] is True and 1 <= out["lines"] <= 8
 
 
 def test_character_cap_truncates_and_says_so() -> None:
