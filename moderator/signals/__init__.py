@@ -1,7 +1,7 @@
 """Signals: what a post shows besides the classifier's scores (image text, hashes, safety)."""
 
 from moderator.signals.base import Signal, SignalOutput, SignalSubject, check_output
-from moderator.signals.registry import SIGNAL_TYPES, build_signals, signal_names, signal_type
+from moderator.signals.registry import SIGNAL_TYPES, build_signals, signal_names
 from moderator.signals.settings import OcrSettings, SignalSettings
 
 __all__ = [
@@ -14,5 +14,4 @@ __all__ = [
     "build_signals",
     "check_output",
     "signal_names",
-    "signal_type",
 ]

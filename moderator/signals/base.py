@@ -18,10 +18,11 @@ Where a signal runs:
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -130,3 +131,22 @@ def _is_type(value: Any, kind: FieldType) -> bool:
     if kind in ("int", "double") and isinstance(value, bool):
         return False  # bool is an int in Python, never in CEL
     return isinstance(value, _PYTHON_TYPES[kind])
+
+
+T = TypeVar("T")
+
+
+class PerThread(Generic[T]):
+    """One `T` per thread, built on first use there. Model sessions of the pool signals: their
+    runtimes are not documented as thread-safe, and onnxruntime releases the GIL, so each
+    signal thread runs its own side by side."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def get(self) -> T:
+        value: T | None = getattr(self._local, "value", None)
+        if value is None:
+            value = self._local.value = self._factory()
+        return value

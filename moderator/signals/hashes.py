@@ -17,10 +17,9 @@ import numpy as np
 from moderator.signals.base import FieldType, Signal, SignalOutput, SignalSubject
 
 
-class Sha256Signal(Signal):
-    """``signals.sha256.hash``: hex sha256 of the image file."""
+class _FileDigest(Signal):
+    """A hex digest of the image file's bytes: ``signals.<name>.hash``."""
 
-    name: ClassVar[str] = "sha256"
     version: ClassVar[str] = "1"
     needs = frozenset({"image_bytes"})
     runs_in = "ingest"
@@ -28,25 +27,33 @@ class Sha256Signal(Signal):
     fields: ClassVar[Mapping[str, FieldType]] = {"hash": "string"}
     empty: ClassVar[SignalOutput] = {"hash": ""}
 
+    @staticmethod
+    def digest(data: bytes) -> str:
+        raise NotImplementedError
+
     def compute(self, subject: SignalSubject) -> SignalOutput:
         assert subject.image_bytes is not None
-        return {"hash": hashlib.sha256(subject.image_bytes).hexdigest()}
+        return {"hash": self.digest(subject.image_bytes)}
 
 
-class Md5Signal(Signal):
+class Sha256Signal(_FileDigest):
+    """``signals.sha256.hash``: hex sha256 of the image file (the caches' key)."""
+
+    name: ClassVar[str] = "sha256"
+
+    @staticmethod
+    def digest(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+
+class Md5Signal(_FileDigest):
     """``signals.md5.hash``: hex MD5 of the image file (exact-match banks from other systems)."""
 
     name: ClassVar[str] = "md5"
-    version: ClassVar[str] = "1"
-    needs = frozenset({"image_bytes"})
-    runs_in = "ingest"
-    cost = "trivial"
-    fields: ClassVar[Mapping[str, FieldType]] = {"hash": "string"}
-    empty: ClassVar[SignalOutput] = {"hash": ""}
 
-    def compute(self, subject: SignalSubject) -> SignalOutput:
-        assert subject.image_bytes is not None
-        return {"hash": hashlib.md5(subject.image_bytes, usedforsecurity=False).hexdigest()}
+    @staticmethod
+    def digest(data: bytes) -> str:
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 class PdqSignal(Signal):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib.metadata import version as package_version
@@ -33,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from moderator.signals.base import FieldType, Signal, SignalOutput, SignalSubject
+from moderator.signals.base import FieldType, PerThread, Signal, SignalOutput, SignalSubject
 from moderator.signals.settings import ImageSafetySettings, SignalSettings
 
 logger = logging.getLogger(__name__)
@@ -152,7 +151,7 @@ class ImageSafetySignal(Signal):
 
     def __init__(self, settings: ImageSafetySettings) -> None:
         self.settings = settings
-        self._local = threading.local()
+        self._engines = PerThread(lambda: SafetyEngine(settings))
 
     @classmethod
     def from_settings(cls, settings: SignalSettings) -> ImageSafetySignal | None:
@@ -167,10 +166,7 @@ class ImageSafetySignal(Signal):
         return f"{self.version}-{self.model_version()}"
 
     def engine(self) -> SafetyEngine:
-        engine = getattr(self._local, "engine", None)
-        if engine is None:
-            engine = self._local.engine = SafetyEngine(self.settings)
-        return engine
+        return self._engines.get()
 
     def compute(self, subject: SignalSubject) -> SignalOutput:
         assert subject.pixels is not None

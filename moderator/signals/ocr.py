@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Mapping
 from importlib.metadata import version as package_version
@@ -24,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from moderator.signals.base import FieldType, Signal, SignalOutput, SignalSubject
+from moderator.signals.base import FieldType, PerThread, Signal, SignalOutput, SignalSubject
 from moderator.signals.settings import OcrSettings, SignalSettings
 from moderator.text import normalise_text
 
@@ -154,7 +153,7 @@ class OcrSignal(Signal):
     def __init__(self, settings: OcrSettings) -> None:
         self.settings = settings
         self.reading_side = settings.max_side
-        self._local = threading.local()
+        self._engines = PerThread(lambda: OcrEngine(settings))
 
     @classmethod
     def from_settings(cls, settings: SignalSettings) -> OcrSignal | None:
@@ -176,10 +175,7 @@ class OcrSignal(Signal):
         )
 
     def engine(self) -> OcrEngine:
-        engine = getattr(self._local, "engine", None)
-        if engine is None:
-            engine = self._local.engine = OcrEngine(self.settings)
-        return engine
+        return self._engines.get()
 
     def compute(self, subject: SignalSubject) -> SignalOutput:
         assert subject.reading_image is not None

@@ -17,13 +17,6 @@ SIGNAL_TYPES: tuple[type[Signal], ...] = (
 )
 
 
-def signal_type(name: str) -> type[Signal]:
-    for kind in SIGNAL_TYPES:
-        if kind.name == name:
-            return kind
-    raise KeyError(f"no signal named {name!r} (known: {', '.join(signal_names())})")
-
-
 def signal_names() -> list[str]:
     return [kind.name for kind in SIGNAL_TYPES]
 

@@ -118,18 +118,23 @@ def test_worker_path_matches_banks_from_decoded_posts() -> None:
     assert service.decide_post(text_only, {}, None).action is Action.ALLOW
 
 
-def test_md5_banks_hash_the_original_bytes(tmp_path: Path) -> None:
+def _md5_banked_png(tmp_path: Path, seed: int) -> tuple[bytes, PolicyService]:
+    """A PNG, and a policy that blocks it through an MD5 bank listing its file's digest."""
     buffer = io.BytesIO()
-    Image.fromarray(pattern_image(4)).save(buffer, format="PNG")
+    Image.fromarray(pattern_image(seed)).save(buffer, format="PNG")
     (tmp_path / "bad.md5.txt").write_text(hashlib.md5(buffer.getvalue()).hexdigest() + "\n")
     (tmp_path / "p.yaml").write_text(
         "name: p\nversion: '1'\ncategories: [hate]\n"
         "hash_banks: {bad: {kind: md5, file: bad.md5.txt}}\n"
         "rules:\n- {id: bad, when: 'bank_match(\"bad\")', action: block}\n"
     )
-    service = PolicyService(load_policy(tmp_path / "p.yaml"))
+    return buffer.getvalue(), PolicyService(load_policy(tmp_path / "p.yaml"))
+
+
+def test_md5_banks_hash_the_original_bytes(tmp_path: Path) -> None:
+    png, service = _md5_banked_png(tmp_path, 4)
     record = orjson.loads(_record(None))
-    record["image_b64"] = base64.b64encode(buffer.getvalue()).decode()
+    record["image_b64"] = base64.b64encode(png).decode()
     decoded = decode_post(orjson.dumps(record), DecodeLimits(), 224)
     assert service.decide_post(decoded, {}, None).action is Action.BLOCK
 
@@ -148,19 +153,11 @@ class _FixedFetcher:
 def test_md5_banks_match_images_fetched_from_image_url(tmp_path: Path) -> None:
     # The digests are computed once, while decoding, from the bytes as received: before, the
     # policy base64-decoded image_b64 again for MD5, so a fetched image never matched.
-    buffer = io.BytesIO()
-    Image.fromarray(pattern_image(5)).save(buffer, format="PNG")
-    (tmp_path / "bad.md5.txt").write_text(hashlib.md5(buffer.getvalue()).hexdigest() + "\n")
-    (tmp_path / "p.yaml").write_text(
-        "name: p\nversion: '1'\ncategories: [hate]\n"
-        "hash_banks: {bad: {kind: md5, file: bad.md5.txt}}\n"
-        "rules:\n- {id: bad, when: 'bank_match(\"bad\")', action: block}\n"
-    )
-    service = PolicyService(load_policy(tmp_path / "p.yaml"))
+    png, service = _md5_banked_png(tmp_path, 5)
     record = orjson.loads(_record(None))
     record["image_url"] = "https://images.example.com/a.png"
     parsed = parse_post(orjson.dumps(record), DecodeLimits())
-    fetcher = _FixedFetcher(buffer.getvalue())
+    fetcher = _FixedFetcher(png)
     decoded = load_image(parsed, DecodeLimits(), 224, fetcher)  # type: ignore[arg-type]
-    assert decoded.signals["md5"]["hash"] == hashlib.md5(buffer.getvalue()).hexdigest()
+    assert decoded.signals["md5"]["hash"] == hashlib.md5(png).hexdigest()
     assert service.decide_post(decoded, {}, None).action is Action.BLOCK
