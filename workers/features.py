@@ -5,10 +5,12 @@ image or caption the cache already holds travels as its embedding, the rest are 
 the replica, which returns the new embeddings in the order of BuiltRequest's hashes for
 them to be stored. Both halves live here because they must agree on the keys.
 
-Images are keyed by the sha256 of their bytes, captions by the sha256 of their normalised
-text (computed once by the decoder, moderator.text); the model encodes the normalised
-caption, so a cached embedding is exactly what it would compute for that key. One cache
-read covers both kinds, and so does one write.
+What each encoder reads of a post and its key come from the embedding signals
+(moderator.signals.embeddings), which the replica encodes with: images are keyed by the sha256
+of their bytes, texts by the sha256 of the text the model reads (the normalised caption,
+joined to the image text for a model trained on both), so a cached embedding is exactly what
+the encoder would compute for that key. One cache read covers both kinds, and so does one
+write.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from moderator.cache import FeatureCache, FeatureKind
-from moderator.ingest import DecodedPost, text_digest
+from moderator.ingest import DecodedPost
 from moderator.serving.messages import (
     NO_IMAGE,
     NO_TEXT,
@@ -28,7 +30,7 @@ from moderator.serving.messages import (
     ScoreRequest,
     ScoreResponse,
 )
-from moderator.text import model_text
+from moderator.signals.embeddings import Embeddings, embedding_signals
 
 K = TypeVar("K", bound=Hashable)
 
@@ -37,7 +39,7 @@ K = TypeVar("K", bound=Hashable)
 class BuiltRequest:
     request: ScoreRequest
     image_hashes: list[str]  # sha256 of each image in request.pixels, in order
-    text_hashes: list[str]  # text_digest of each caption in request.texts, in order
+    text_hashes: list[str]  # text_digest of each text in request.texts, in order
     cache_hits: list[list[str]]  # per row: the kinds whose embedding came from the cache
 
 
@@ -47,18 +49,16 @@ class FeatureLookup:
     def __init__(self, cache: FeatureCache | None, info: ModelInfo) -> None:
         self.cache = cache
         self.info = info
-
-    def build(self, posts: Sequence[DecodedPost]) -> BuiltRequest:
-        """One request for `posts`, with the cached embeddings filled in."""
-        info = self.info
-        return build_request(
-            posts,
-            self.cache,
-            info.image_size,
+        self.embeddings = embedding_signals(
+            info.model_version,
             info.image_embedding_dim,
             info.text_embedding_dim,
             info.reads_image_text,
         )
+
+    def build(self, posts: Sequence[DecodedPost]) -> BuiltRequest:
+        """One request for `posts`, with the cached embeddings filled in."""
+        return build_request(posts, self.cache, self.embeddings, self.info.image_size)
 
     def write_back(self, built: BuiltRequest, response: ScoreResponse) -> None:
         """Store the embeddings the replica computed for `built`, keyed by content hash."""
@@ -90,14 +90,14 @@ class _Table:
 def build_request(
     posts: Sequence[DecodedPost],
     cache: FeatureCache | None,
+    embeddings: Embeddings,
     image_size: int,
-    image_dim: int,
-    text_dim: int,
-    reads_image_text: bool = False,
 ) -> BuiltRequest:
-    image_keys = [p.image_sha256 if p.pixels is not None else None for p in posts]
-    captions = [model_input(p, reads_image_text) for p in posts]
-    text_keys = [text_digest(c) if c else None for c in captions]
+    subjects = [p.subject() for p in posts]
+    image_keys = [embeddings.image.digest(s) for s in subjects]
+    captions = [embeddings.text.model_input(s) or "" for s in subjects]
+    text_keys = [embeddings.text.digest(s) for s in subjects]
+    image_dim, text_dim = embeddings.image.dim, embeddings.text.dim
     wanted: dict[FeatureKind, list[str]] = {
         "image": _distinct(image_keys),
         "text": _distinct(text_keys),
@@ -149,13 +149,6 @@ def build_request(
         text_hashes=texts.to_encode,
         cache_hits=cache_hits,
     )
-
-
-def model_input(post: DecodedPost, reads_image_text: bool) -> str:
-    """The text the model reads: the normalised caption, joined to the image text when the
-    model was trained on both (ModelInfo.reads_image_text)."""
-    caption = post.caption_text.text
-    return model_text(caption, post.image_text) if reads_image_text else caption
 
 
 def _distinct(keys: Sequence[K | None]) -> list[K]:

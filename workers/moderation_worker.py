@@ -30,7 +30,7 @@ from moderator import metrics
 from moderator.cache import FeatureCache, SignalCache
 from moderator.config import Settings
 from moderator.errors import InvalidPostError
-from moderator.policy import CompiledPolicy, PolicyService, PolicySource
+from moderator.policy import CompiledPolicy, PolicyError, PolicyService, PolicySource
 from moderator.signals import build_signals
 from workers.batch import Batch
 from workers.decisions import ValidPost, make_decisions
@@ -107,7 +107,12 @@ class ModerationWorker:
         )
         # Categories a signal scores for a model that does not (image safety's sexual).
         self.signal_categories = self.signals.categories(self.info.categories)
-        self.policy.check_categories([*self.info.categories, *self.signal_categories])
+        scored = [*self.info.categories, *self.signal_categories]
+        try:
+            self.policy.check_categories(scored)
+        except PolicyError as exc:
+            unscored = set(self.policy.source.current().categories) - set(scored)
+            raise PolicyError(f"{exc}{self.signals.switched_off(sorted(unscored))}") from exc
         self.tracker = OffsetTracker()
         self.stats = WorkerStats()
         self.health = health or WorkerHealth(stall_after_s=float("inf"))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from moderator.cache import SignalCache
 from moderator.errors import ReasonCode
 from moderator.ingest import DecodedPost
-from moderator.signals import Signal, SignalOutput
+from moderator.signals import SIGNAL_TYPES, Signal, SignalOutput
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,25 @@ class SignalStage:
             for category, output in signal.categories.items()
             if category not in model_categories
         }
+
+    def switched_off(self, categories: Sequence[str]) -> str:
+        """Why `categories` are not scored when a signal that scores them is switched off: a
+        hint for the error a policy naming them gets ('' when none is)."""
+        running = {signal.name for signal in self.signals}
+        off = {
+            category: kind.name
+            for kind in SIGNAL_TYPES
+            if kind.name not in running
+            for category in kind.categories
+            if category in categories
+        }
+        if not off:
+            return ""
+        listed = ", ".join(f"{category} (signal {name})" for category, name in sorted(off.items()))
+        return (
+            f". Scored by signals that are switched off: {listed}; switch them on in "
+            "signals.<name>.enabled, or drop those categories and their rules from the policy"
+        )
 
     @property
     def reading_side(self) -> int | None:

@@ -1,7 +1,8 @@
 """Image and caption embeddings in Redis: reposts skip the encoders.
 
-Keys name the model version, the kind ("image", "text") and a content hash computed in ingest
-(moderator.ingest.digests): sha256 of the image bytes, or of the model's text input's UTF-8.
+Keys are the embedding signals' own (moderator.signals.embeddings.embedding_key): the kind
+("image_embedding", "text_embedding"), the model version and a content digest, the sha256 of
+the image bytes or of the model's text input's UTF-8.
 Values are little-endian float32 vectors, checked for size and finiteness on the way in and
 out. The cache is an optimisation, never a dependency: any Redis error counts as a miss, is
 logged once per outage, and decisions carry on without it.
@@ -12,18 +13,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import redis
 
 from moderator import metrics
+from moderator.signals.embeddings import EmbeddingKind, embedding_key
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "moderator:feat:v1"
+# v2: the key below the prefix became the embedding signal's cache key (v1 entries expire).
+KEY_PREFIX = "moderator:feat:v2"
 
-FeatureKind = Literal["image", "text"]
+FeatureKind = EmbeddingKind
 KINDS: tuple[FeatureKind, ...] = ("image", "text")
 
 
@@ -62,7 +65,7 @@ class FeatureCache:
         return cls(client, model_version, dims, ttl_s)
 
     def key(self, kind: FeatureKind, digest: str) -> str:
-        return f"{KEY_PREFIX}:{self.model_version}:{kind}:{digest}"
+        return f"{KEY_PREFIX}:{embedding_key(kind, self.model_version, digest)}"
 
     def get_many(
         self, wanted: Mapping[FeatureKind, Sequence[str]]

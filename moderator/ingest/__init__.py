@@ -1,6 +1,6 @@
 """Turning raw Kafka records into posts to decide (with their problems) and model-ready pixels."""
 
-from moderator.ingest.digests import normalise_caption, text_digest
+from moderator.ingest.digests import normalise_caption
 from moderator.ingest.image import decode_image
 from moderator.ingest.post_decoder import (
     DecodedPost,
@@ -25,5 +25,4 @@ __all__ = [
     "normalise_caption",
     "parse_post",
     "refuse_listed_problems",
-    "text_digest",
 ]

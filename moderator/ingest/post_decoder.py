@@ -102,6 +102,7 @@ class DecodedPost:
             pixels=self.pixels,
             reading_image=self.reading_image,
             caption=self.caption_text.text,
+            image_text=self.image_text,
         )
 
     @property

@@ -33,7 +33,7 @@ from moderator.policy.typesystem import (
     map_of,
     object_type,
 )
-from moderator.signals import SIGNAL_TYPES
+from moderator.signals import POLICY_SIGNAL_TYPES
 
 POST = object_type("Post")
 AUTHOR = object_type("Author")
@@ -90,14 +90,14 @@ OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
     # A signal that is switched off or did not apply reads as its `empty` outputs.
     "Signals": {
         kind.name: FieldSpec(object_type(f"Signal.{kind.name}"), "P.signals", kind.__doc__ or "")
-        for kind in SIGNAL_TYPES
+        for kind in POLICY_SIGNAL_TYPES
     },
     **{
         f"Signal.{kind.name}": {
             name: FieldSpec(_FIELD_TYPES[type_], f"P.signal({kind.name!r}, {name!r})", "")
-            for name, type_ in kind.fields.items()
+            for name, type_ in kind.policy_fields().items()
         }
-        for kind in SIGNAL_TYPES
+        for kind in POLICY_SIGNAL_TYPES
     },
 }
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from moderator.errors import UNREADABLE_IMAGE_PROBLEMS
 from moderator.policy.terms import TextForms, text_forms
-from moderator.signals import SIGNAL_TYPES
+from moderator.signals import POLICY_SIGNAL_TYPES
 from moderator.text import NormalisedText, normalise_text
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-EMPTY_SIGNALS = {kind.name: kind.empty for kind in SIGNAL_TYPES}
+EMPTY_SIGNALS = {kind.name: kind.empty for kind in POLICY_SIGNAL_TYPES}
 
 
 @dataclass(frozen=True, slots=True)

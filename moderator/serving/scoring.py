@@ -10,6 +10,7 @@ import numpy as np
 from moderator.model import ModerationModel
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
+from moderator.signals.embeddings import model_embeddings
 
 
 def model_info(model: ModerationModel) -> ModelInfo:
@@ -29,28 +30,34 @@ def score_request(
     """Encode the images and captions that need it, then score every row of the batch.
 
     With `recent`, images (by request.image_keys) and captions (by their text) that the
-    replica encoded lately, or that repeat within the batch, are not encoded again.
+    replica encoded lately, or that repeat within the batch, are not encoded again. The
+    encoders run as the embedding signals (moderator.signals.embeddings), which check their
+    output's shape.
     """
-    image_dim, text_dim = model.image_embedding_dim, model.text_embedding_dim
+    embeddings = model_embeddings(model)
+    image_dim, text_dim = embeddings.image.dim, embeddings.text.dim
     pixels, texts = request.pixels, request.texts
     started = time.perf_counter()
     if not len(pixels):
         new_images = np.zeros((0, image_dim), dtype=np.float32)
     elif recent is not None and len(request.image_keys) == len(pixels):
         new_images = recent.embed(
-            "image", request.image_keys, lambda rows: model.embed_images(pixels[rows]), image_dim
+            "image",
+            request.image_keys,
+            lambda rows: embeddings.image.embed(pixels[rows]),
+            image_dim,
         )
     else:
-        new_images = model.embed_images(pixels)
+        new_images = embeddings.image.embed(pixels)
     images_done = time.perf_counter()
     if not texts:
         new_texts = np.zeros((0, text_dim), dtype=np.float32)
     elif recent is not None:
         new_texts = recent.embed(
-            "text", texts, lambda rows: model.embed_texts([texts[i] for i in rows]), text_dim
+            "text", texts, lambda rows: embeddings.text.embed([texts[i] for i in rows]), text_dim
         )
     else:
-        new_texts = model.embed_texts(texts)
+        new_texts = embeddings.text.embed(texts)
     texts_done = time.perf_counter()
 
     image, has_image = _gather(

@@ -13,6 +13,12 @@ Where a signal runs:
 - ``pool``: on the worker's signal threads, after decoding and before the batch is scored,
   with its outputs cached in Redis by image digest and signal version (OCR, image safety).
   Never on the classifier replicas, so a slow signal cannot hold up a forward pass.
+- ``replica``: on the Classifier replica, in the forward batch, with the model's encoders
+  (the embeddings, moderator.signals.embeddings). The worker looks the outputs up in the
+  feature cache by `cache_key` first and sends only the misses to be computed.
+
+Outputs are JSON values that policies read, except ``vector`` fields (embeddings): those are
+float32 arrays for other signals on the replica, cached as raw vectors, never seen by rules.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ import numpy as np
 from moderator.signals.settings import SignalSettings
 
 Need = Literal["image_bytes", "pixels", "reading_image", "caption"]
-Place = Literal["ingest", "pool"]
+Place = Literal["ingest", "pool", "replica"]
 Cost = Literal["trivial", "moderate", "heavy"]
 """trivial: microseconds (a digest); moderate: about a millisecond; heavy: tens of
 milliseconds or more per image (a neural network on the CPU)."""
-FieldType = Literal["string", "double", "int", "bool", "list"]
+FieldType = Literal["string", "double", "int", "bool", "list", "vector"]
 
 _PYTHON_TYPES: dict[FieldType, tuple[type, ...]] = {
     "string": (str,),
@@ -41,6 +47,7 @@ _PYTHON_TYPES: dict[FieldType, tuple[type, ...]] = {
     "int": (int,),
     "bool": (bool,),
     "list": (list,),
+    "vector": (np.ndarray,),
 }
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -61,6 +68,10 @@ class SignalSubject:
     reading_image: np.ndarray | None = None
     """RGB uint8 at a resolution for reading text (aspect kept, longest side capped)."""
     caption: str = ""
+    """The normalised caption."""
+    image_text: str = ""
+    """The text OCR read in the image; filled in once the pool signals ran (the text embedding
+    of a model trained on image text reads it)."""
 
 
 class Signal(ABC):
@@ -72,7 +83,7 @@ class Signal(ABC):
     runs_in: ClassVar[Place]
     cost: ClassVar[Cost]
     fields: ClassVar[Mapping[str, FieldType]]
-    """Every field `compute` returns, with its type: what policies can name."""
+    """Every field `compute` returns, with its type; policies can name all but vectors."""
     empty: ClassVar[SignalOutput]
     """The outputs for a post without the parts this signal reads (no image, say)."""
     categories: ClassVar[Mapping[str, str]] = {}
@@ -80,6 +91,11 @@ class Signal(ABC):
     categories when the model does not score them itself (image safety's ``sexual``)."""
     reading_side: int | None = None
     """Signals that need ``reading_image``: the longest side they read (the decoder's cap)."""
+
+    @classmethod
+    def policy_fields(cls) -> dict[str, FieldType]:
+        """The fields rules can read: ``signals.<name>.<field>``."""
+        return {name: kind for name, kind in cls.fields.items() if kind != "vector"}
 
     @classmethod
     def from_settings(cls, settings: SignalSettings) -> Signal | None:
@@ -128,6 +144,13 @@ def check_output(signal: Signal, output: SignalOutput) -> list[str]:
 
 
 def _is_type(value: Any, kind: FieldType) -> bool:
+    if kind == "vector":
+        return (
+            isinstance(value, np.ndarray)
+            and value.dtype == np.float32
+            and value.ndim == 1
+            and bool(np.isfinite(value).all())
+        )
     if kind in ("int", "double") and isinstance(value, bool):
         return False  # bool is an int in Python, never in CEL
     return isinstance(value, _PYTHON_TYPES[kind])

@@ -15,8 +15,9 @@ from moderator.cache import (
     MemoryBound,
     ensure_memory_bound,
 )
-from moderator.ingest import normalise_caption, text_digest
+from moderator.ingest import normalise_caption
 from moderator.local import LocalRedis
+from moderator.signals.embeddings import text_digest
 
 pytestmark = pytest.mark.integration
 DIMS: dict[FeatureKind, int] = {"image": 8, "text": 6}

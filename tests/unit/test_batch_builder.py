@@ -18,15 +18,20 @@ import redis
 
 from moderator.cache import FeatureCache, FeatureKind
 from moderator.cache.features import KEY_PREFIX
-from moderator.ingest import DecodedPost, normalise_caption, text_digest
+from moderator.ingest import DecodedPost, normalise_caption
 from moderator.schema import Post
 from moderator.serving.messages import NO_IMAGE, NO_TEXT
 from moderator.serving.scoring import score_request
+from moderator.signals.embeddings import Embeddings, embedding_signals, text_digest
 from tests.unit.test_serving_batching import ArithmeticModel
 from workers.features import build_request
 
 DIM = 4
 TEXT_DIM = 2
+
+
+def _embeddings(image_dim: int = DIM, text_dim: int = TEXT_DIM) -> Embeddings:
+    return embedding_signals("m-1", image_dim, text_dim, reads_image_text=False)
 
 
 class DictCache:
@@ -65,7 +70,7 @@ def test_reposts_are_encoded_once_and_cache_hits_travel_as_embeddings() -> None:
         _decoded("p3", "c" * 64),
         _decoded("p4", "b" * 64),
     ]
-    built = build_request(posts, cast(FeatureCache, cache), 8, DIM, TEXT_DIM)
+    built = build_request(posts, cast(FeatureCache, cache), _embeddings(), 8)
     request = built.request
     assert cache.calls == 1  # one lookup for both kinds
     assert request.texts == ["p0", "p1", "p2", "p3", "p4"]
@@ -91,7 +96,7 @@ def test_captions_are_normalised_deduplicated_and_served_from_the_cache() -> Non
         _decoded("p4", None, ""),
         _decoded("p5", None, "buy\nnow"),
     ]
-    built = build_request(posts, cast(FeatureCache, cache), 8, DIM, TEXT_DIM)
+    built = build_request(posts, cast(FeatureCache, cache), _embeddings(), 8)
     request = built.request
     assert request.texts == ["hello world"]  # encoded once, in its normalised form
     assert built.text_hashes == [text_digest("hello world")]
@@ -109,7 +114,7 @@ def test_a_batch_whose_captions_and_images_are_all_cached_runs_no_encoder() -> N
         }
     )
     posts = [_decoded(f"p{i}", "a" * 64, "spam  wave") for i in range(3)]
-    built = build_request(posts, cast(FeatureCache, cache), 2, 3, TEXT_DIM)
+    built = build_request(posts, cast(FeatureCache, cache), _embeddings(3), 2)
     assert built.request.texts == [] and len(built.request.pixels) == 0
     model = ArithmeticModel()
     response = score_request(model, built.request)
@@ -119,7 +124,7 @@ def test_a_batch_whose_captions_and_images_are_all_cached_runs_no_encoder() -> N
 
 
 def test_without_cache_or_images() -> None:
-    built = build_request([_decoded("p0", None, "")], None, 8, DIM, TEXT_DIM)
+    built = build_request([_decoded("p0", None, "")], None, _embeddings(), 8)
     assert built.request.pixels.shape == (0, 8, 8, 3)
     assert built.request.cached_image_embeddings.shape == (0, DIM)
     assert built.request.cached_text_embeddings.shape == (0, TEXT_DIM)
@@ -147,5 +152,5 @@ def test_text_keys_hash_the_normalised_caption_and_name_the_model_version() -> N
     digest = text_digest(normalise_caption("cafe\u0301  au lait"))
     assert digest == hashlib.sha256("caf\u00e9 au lait".encode()).hexdigest()
     cache = FeatureCache(redis.Redis(), "m-1", {"image": 4, "text": 2}, ttl_s=60)
-    assert cache.key("text", digest) == f"{KEY_PREFIX}:m-1:text:{digest}"
-    assert cache.key("image", "a" * 64) == f"{KEY_PREFIX}:m-1:image:{'a' * 64}"
+    assert cache.key("text", digest) == f"{KEY_PREFIX}:text_embedding:m-1:{digest}"
+    assert cache.key("image", "a" * 64) == f"{KEY_PREFIX}:image_embedding:m-1:{'a' * 64}"

@@ -94,3 +94,12 @@ def test_a_truncated_read_is_decided_on_but_never_cached() -> None:
     stage.run([_post("cut" + "0" * 61)])
     assert signal.calls == 2
     stage.close()
+
+
+def test_a_category_of_a_switched_off_signal_is_named_with_its_signal() -> None:
+    # image_safety is not among the running signals: its categories get the hint.
+    stage = SignalStage([CountingSignal()], None, threads=1)
+    hint = stage.switched_off(["graphic_violence", "sexual", "spam"])
+    assert "graphic_violence (signal image_safety), sexual (signal image_safety)" in hint
+    assert "signals.<name>.enabled" in hint
+    assert stage.switched_off(["spam"]) == ""

@@ -13,6 +13,7 @@ from moderator.errors import ReasonCode as R
 from moderator.ingest import decode_post
 from moderator.policy import PolicyService, load_policy
 from moderator.policy.terms import TermList
+from moderator.signals.embeddings import embedding_signals
 from moderator.text import normalise_text
 from workers.features import build_request
 
@@ -57,7 +58,7 @@ def test_an_evaded_word_reaches_the_classifier_as_the_plain_word(evaded: str) ->
             }
         )
         decoded = decode_post(value, DecodeLimits(), 32, key=b"p")
-        built = build_request([decoded], None, 32, 8, 8)
+        built = build_request([decoded], None, embedding_signals("m", 8, 8, False), 32)
         return built.request.texts
 
     assert [t.lower() for t in request_texts(f"i will {evaded} you")] == ["i will kill you"]
