@@ -41,7 +41,9 @@ Device = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Settings are values: a changed copy is made with model_copy(update=...), never by
+    # assigning to a loaded one (subclasses' model_config merges with this one).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 _SASL_FIELDS = ("sasl_mechanism", "sasl_username", "sasl_password")
@@ -394,6 +396,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         hide_input_in_errors=True,
+        frozen=True,
     )
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

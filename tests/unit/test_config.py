@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from moderator.config import KafkaSettings, load_settings
 from moderator.errors import ConfigError
@@ -51,3 +52,17 @@ def test_sasl_requires_credentials_and_passes_them() -> None:
 def test_missing_bootstrap_servers_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="MODERATOR_KAFKA__BOOTSTRAP_SERVERS"):
         connection_options(KafkaSettings())
+
+
+def test_settings_are_values(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("worker:\n  batch_size: 8\n")
+    settings = load_settings(path)
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.worker.batch_size = 16  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.policy_reload_interval_s = 0  # type: ignore[misc]
+    changed = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"batch_size": 16})}
+    )
+    assert (changed.worker.batch_size, settings.worker.batch_size) == (16, 8)
