@@ -23,8 +23,8 @@ from moderator.benchmark.pipeline import fresh_topics
 from moderator.config import Settings
 from moderator.demo.run import produce_samples
 from moderator.demo.samples import SampleRecord
-from moderator.demo.stack import create_topics
 from moderator.io import create_consumer, create_producer
+from moderator.local.stack import create_topics
 from moderator.policy import load_policy
 from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
 from workers.moderation_worker import ModerationWorker

@@ -15,7 +15,7 @@ from moderator.config import Settings
 from moderator.demo.collect import Collected, collect
 from moderator.demo.run import produce_samples
 from moderator.demo.samples import SampleRecord
-from moderator.demo.stack import WorkerProcess, create_topics
+from moderator.local.stack import WorkerProcess, create_topics
 
 
 def fresh_topics(settings: Settings) -> Settings:

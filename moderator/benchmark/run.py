@@ -21,8 +21,8 @@ from moderator.benchmark.raw_loop import RawLoopResult, mean_result, run_raw_loo
 from moderator.config import Settings
 from moderator.demo.collect import Collected
 from moderator.demo.samples import SampleRecord, sample_stream
-from moderator.demo.stack import local_ray, local_services
 from moderator.ingest import normalise_caption
+from moderator.local.stack import local_ray, local_services
 from moderator.signals import SignalSettings, build_signals
 
 

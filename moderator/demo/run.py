@@ -15,9 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from moderator.config import Settings
 from moderator.demo.collect import Collected, collect
 from moderator.demo.samples import SampleRecord, sample_stream
-from moderator.demo.stack import WorkerProcess, create_topics, local_ray, local_services
 from moderator.demo.summary import RunFigures
 from moderator.io import create_producer
+from moderator.local.stack import WorkerProcess, create_topics, local_ray, local_services
 
 logger = logging.getLogger(__name__)
 

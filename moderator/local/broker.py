@@ -5,15 +5,10 @@ Memory storage only: topics vanish when it stops, which suits a demo and tests.
 
 from __future__ import annotations
 
-import logging
-import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from moderator.errors import ModeratorError
-from moderator.local.process import free_port, port_open, stop_process, wait_until
-
-logger = logging.getLogger(__name__)
+from moderator.local.process import LocalServer
 
 
 def tansu_binary() -> Path:
@@ -29,54 +24,25 @@ def tansu_binary() -> Path:
     return binary
 
 
-class LocalBroker:
+class LocalBroker(LocalServer):
     """Starts Tansu on a free port; use as a context manager."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+    name = "broker (Tansu)"
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> LocalBroker:
+    def command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={"RUST_LOG": "error"},
-        )
-        wait_until(lambda: port_open(self.port), timeout_s, f"broker on port {self.port}")
-        logger.info("local broker (Tansu) listening on %s", self.bootstrap_servers)
-        return self
+        return [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
 
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise ModeratorError("the broker is not running")
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
-
-    def __enter__(self) -> LocalBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def env(self) -> dict[str, str]:
+        return {"RUST_LOG": "error"}

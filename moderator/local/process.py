@@ -1,12 +1,20 @@
-"""Helpers for running a local server process: free ports, readiness, clean stops."""
+"""Running a local server process: free ports, readiness, clean stops, and the base class
+of the local broker and Redis (start on a free loopback port, wait for it, stop cleanly)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from moderator.errors import ModeratorError
+
+logger = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -42,3 +50,65 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+
+
+class LocalServer:
+    """A server process on a loopback port (a free one unless given); use as a context manager.
+
+    A subclass names the server (`name`, for messages) and gives its command line
+    (`command()`) and, if it needs one, its environment (`env()`); `address` is what the
+    log line prints once the port accepts connections.
+    """
+
+    name = "server"
+    start_timeout_s = 30.0
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        """The server's environment; None inherits this process's."""
+        return None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float | None = None) -> Self:
+        """Start the server and wait until its port accepts connections."""
+        timeout_s = self.start_timeout_s if timeout_s is None else timeout_s
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env(),
+        )
+        wait_until(lambda: port_open(self.port), timeout_s, f"{self.name} on port {self.port}")
+        logger.info("local %s listening on %s", self.name, self.address)
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ModeratorError(f"the {self.name} is not running")
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

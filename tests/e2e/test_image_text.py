@@ -14,8 +14,8 @@ import pytest
 from moderator.config import ServingSettings, Settings
 from moderator.demo.collect import collect
 from moderator.demo.memes import render_meme
-from moderator.demo.stack import WorkerProcess, create_topics
 from moderator.io import create_producer
+from moderator.local.stack import WorkerProcess, create_topics
 from moderator.schema import Decision
 
 pytestmark = pytest.mark.e2e

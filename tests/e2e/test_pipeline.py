@@ -9,8 +9,8 @@ import pytest
 
 from moderator.config import ServingSettings, Settings
 from moderator.demo.collect import collect
-from moderator.demo.stack import WorkerProcess, create_topics
 from moderator.errors import SIGNAL_PROBLEMS
+from moderator.local.stack import WorkerProcess, create_topics
 from moderator.schema import Decision
 from tests.integration.test_worker_delivery import _produce, committed_offsets
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from moderator.config import Settings
 from moderator.demo.collect import Collected, collect
 from moderator.demo.samples import SampleRecord, sample_stream
-from moderator.demo.stack import WorkerProcess, create_topics
 from moderator.io import create_producer
+from moderator.local.stack import WorkerProcess, create_topics
 
 
 @dataclass

@@ -9,9 +9,9 @@ import pytest
 
 from moderator.config import Settings
 from moderator.demo.collect import collect
-from moderator.demo.stack import create_topics
 from moderator.errors import SIGNAL_PROBLEMS
 from moderator.io import create_producer
+from moderator.local.stack import create_topics
 from tests.hostile_corpus import hostile_cases
 from tests.integration.test_worker_delivery import KeywordScorer, _start_worker, committed_offsets
 

@@ -29,10 +29,10 @@ from prometheus_client import REGISTRY
 from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.demo.samples import SampleRecord, sample_stream
-from moderator.demo.stack import create_topics
 from moderator.io import connection_options, create_consumer, create_producer
 from moderator.io.unreadable import UnreadableBatchError, guard_unreadable_batches
 from moderator.local import free_port
+from moderator.local.stack import create_topics
 from moderator.policy import load_policy
 from tests.faults.codec_report import record
 from tests.integration.test_worker_delivery import KeywordScorer, committed_offsets

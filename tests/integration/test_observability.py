@@ -35,9 +35,9 @@ from moderator.cache import FeatureCache
 from moderator.config import Settings, WorkerSettings
 from moderator.demo.collect import collect
 from moderator.demo.samples import SampleRecord
-from moderator.demo.stack import create_topics
 from moderator.io import create_consumer, create_producer
 from moderator.local import LocalBroker, LocalRedis, free_port
+from moderator.local.stack import create_topics
 from moderator.policy import PolicyService, PolicyWatcher
 from moderator.serving import ScoreRequest, ScoreResponse
 from tests.conftest import settings_for

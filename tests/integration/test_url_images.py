@@ -19,8 +19,8 @@ from PIL import Image
 
 from moderator.config import ImageUrlSettings, Settings
 from moderator.demo.collect import collect
-from moderator.demo.stack import create_topics
 from moderator.io import create_producer
+from moderator.local.stack import create_topics
 from moderator.serving import ScoreRequest, ScoreResponse
 from tests.image_server import Server, send, serve, trickle
 from tests.integration.test_worker_delivery import KeywordScorer, _start_worker, committed_offsets

@@ -17,9 +17,9 @@ from moderator.benchmark.ingest import run_ingest
 from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.demo.samples import SampleRecord, sample_stream
-from moderator.demo.stack import create_topics
 from moderator.errors import SIGNAL_PROBLEMS
 from moderator.io import connection_options, create_consumer, create_producer
+from moderator.local.stack import create_topics
 from moderator.policy import load_policy
 from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
 from tests.paths import DEFAULT_POLICY

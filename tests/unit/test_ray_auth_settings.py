@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 
 from moderator.config import ServingSettings, Settings, load_settings, settings_file_data
-from moderator.demo.stack import _child_env
 from moderator.errors import ConfigError
 from moderator.local.process import free_port
+from moderator.local.stack import worker_env
 from moderator.serving.ray_auth import RayAuthError, RayToken, check_token, resolve_token
 
 TOKEN = "f" * 64
@@ -87,7 +87,7 @@ def test_child_workers_get_the_token_from_their_settings_file_only(
     monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    env = _child_env()
+    env = worker_env()
     assert not {"RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "RAY_ADDRESS"} & set(env)
 
 

@@ -19,7 +19,8 @@ from ray import serve
 
 from moderator.config import ServingSettings, Settings, settings_file_data
 from moderator.io import ensure_topics
-from moderator.local import LocalBroker, LocalRedis
+from moderator.local.broker import LocalBroker
+from moderator.local.redis_server import LocalRedis
 from moderator.serving.ray_auth import MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV
 from moderator.serving.runner import deploy_classifier, start_local_ray
 
@@ -101,7 +102,7 @@ class WorkerProcess:
             [sys.executable, "-m", "workers", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_child_env(),
+            env=worker_env(),
         )
         log.close()
         return self
@@ -131,7 +132,9 @@ class WorkerProcess:
         return self.process.returncode
 
 
-def _child_env() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process started by module path: this one's, less what
+    would override its settings file."""
     # The settings file is complete; stray MODERATOR_ (or Ray address and token) variables
     # would override it.
     ray_vars = {MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV, "RAY_ADDRESS"}
