@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
+from moderator.policy.cel import FUNCTIONS, CelpyResources
+from moderator.policy.cel.context import AUTHOR_FIELDS
 from moderator.policy.engine import CompiledPolicy, PolicyResult
-from moderator.policy.functions import FUNCTIONS, CelpyResources
-from moderator.policy.inputs import AUTHOR_FIELDS, EMPTY_SIGNALS, PolicyInput
+from moderator.policy.inputs import EMPTY_SIGNALS, PolicyInput
 from moderator.policy.terms import TermList
 
 RunnerKind = Literal["interpreted", "compiled"]

@@ -1,10 +1,8 @@
-"""Errors of the policy engine.
+"""Errors of a policy file.
 
 `PolicyError` is what a user sees: every problem in a policy file is one line
-``file:line:column: field: message``. `ExpressionError` is the compiler's own
-error, positioned inside one CEL expression; the loader turns it into a
-`PolicyProblem` positioned in the file. `CelEvalError` is a CEL error value at
-evaluation time: the rule that raised it does not fire.
+``file:line:column: field: message``. The language's errors (positioned in one
+expression, or raised while evaluating) are in `moderator.policy.cel.errors`.
 """
 
 from __future__ import annotations
@@ -46,17 +44,3 @@ class PolicyError(ModeratorError):
     def from_problems(cls, headline: str, problems: Sequence[PolicyProblem]) -> PolicyError:
         lines = [headline, *(problem.render() for problem in problems)]
         return cls("\n".join(lines), problems)
-
-
-class ExpressionError(Exception):
-    """A CEL expression does not parse or type-check; line and column are 1-based, in the text."""
-
-    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
-
-
-class CelEvalError(Exception):
-    """A CEL error value: division by zero, overflow, a missing key, a wrong dynamic type."""

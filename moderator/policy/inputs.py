@@ -35,7 +35,6 @@ class AuthorCounters:
 
 
 NO_HISTORY = AuthorCounters()
-AUTHOR_FIELDS = ("posts_last_hour", "posts_last_day", "blocks_last_day", "strikes")
 
 
 @dataclass(slots=True, eq=False)

@@ -17,10 +17,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from moderator.policy.banks import HashBank, HashBanks, HashListError, load_bank
-from moderator.policy.compiler import CompileEnv, ExpressionCompiler
+from moderator.policy.cel import CompileEnv, ExpressionCompiler, ExpressionError
 from moderator.policy.document import PolicyDocument, RuleMode, RuleSpec
 from moderator.policy.engine import CompiledPolicy, RuleInfo, build_evaluator
-from moderator.policy.errors import ExpressionError, PolicyError, PolicyProblem
+from moderator.policy.errors import PolicyError, PolicyProblem
 from moderator.policy.terms import TermList, parse_term_file
 from moderator.yamlfile import LocatedYaml, YamlFileError, load_located_yaml
 

@@ -17,12 +17,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from moderator.policy.cel.errors import ExpressionError
+from moderator.policy.cel.expression import CompiledExpression
+from moderator.policy.cel.runtime import EVAL_ERRORS, INT64_MAX, INT64_MIN
 from moderator.policy.celbaseline import CelpyExpressions, CelpyPolicy, from_cel
-from moderator.policy.errors import ExpressionError
-from moderator.policy.expression import CompiledExpression
 from moderator.policy.inputs import AuthorCounters, PolicyInput
 from moderator.policy.loader import load_policy
-from moderator.policy.runtime import EVAL_ERRORS, INT64_MAX, INT64_MIN
 
 REPO = Path(__file__).resolve().parents[2]
 CATEGORIES = ("a", "b")

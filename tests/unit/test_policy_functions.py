@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from moderator.policy.celbaseline import evaluate_expression
-from moderator.policy.errors import ExpressionError
-from moderator.policy.expression import CompiledExpression
-from moderator.policy.functions import (
+from moderator.policy.cel.errors import ExpressionError
+from moderator.policy.cel.expression import CompiledExpression
+from moderator.policy.cel.functions import (
     CEL_ERROR,
     EXAMPLE_BANKS,
     EXAMPLE_TERM_LISTS,
@@ -22,8 +21,9 @@ from moderator.policy.functions import (
     FunctionExample,
     PolicyFunction,
 )
+from moderator.policy.cel.runtime import EVAL_ERRORS
+from moderator.policy.celbaseline import evaluate_expression
 from moderator.policy.inputs import PolicyInput
-from moderator.policy.runtime import EVAL_ERRORS
 from moderator.policy.terms import TermList
 
 CATEGORIES = ("hate", "violence")

@@ -366,3 +366,24 @@ def test_python_names_are_unknown_to_policies(tmp_path: Path, when: str) -> None
 
 def _yaml_rule(when: str) -> str:
     return f"  - id: r\n    when: {json.dumps(when)}\n    action: block\n"
+
+
+def test_the_language_imports_nothing_from_the_product_side() -> None:
+    import ast
+
+    import moderator.policy.cel as cel
+
+    for path in Path(cel.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "moderator.policy"
+            ):
+                assert node.module.startswith("moderator.policy.cel"), (path.name, node.module)
+
+
+def test_author_counters_are_the_fields_the_context_declares() -> None:
+    from dataclasses import fields
+
+    from moderator.policy.cel.context import AUTHOR_FIELDS
+
+    assert tuple(f.name for f in fields(AuthorCounters)) == AUTHOR_FIELDS

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from moderator.policy.saferegex import SafeRegex, UnsafePatternError, compile_restricted
+from moderator.policy.cel.saferegex import SafeRegex, UnsafePatternError, compile_restricted
 from moderator.policy.terms import TermList, parse_term_file, text_forms
 
 TERMS = TermList("t", ["kill", "free spins", "Café", "sh!t"])

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from moderator.demo.memes import render_meme
-from moderator.policy.context import OBJECT_FIELDS
+from moderator.policy.cel.context import OBJECT_FIELDS
 from moderator.signals import SIGNAL_TYPES, Signal, SignalSettings, SignalSubject, check_output
 from moderator.signals.base import NAME
 from moderator.signals.embeddings import Embeddings, model_embeddings

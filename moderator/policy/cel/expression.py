@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from moderator.policy.compiler import CompileEnv, ExpressionCompiler
-from moderator.policy.inputs import PolicyInput
-from moderator.policy.terms import TermList
-from moderator.policy.typesystem import CelType
+from moderator.policy.cel.compiler import CompileEnv, ExpressionCompiler
+from moderator.policy.cel.exprcode import TermSource
+from moderator.policy.cel.typesystem import CelType
 
 
 class CompiledExpression:
@@ -18,7 +17,7 @@ class CompiledExpression:
         self,
         text: str,
         categories: Collection[str],
-        term_lists: Mapping[str, TermList] | None = None,
+        term_lists: Mapping[str, TermSource] | None = None,
         banks: Collection[str] = (),
     ) -> None:
         env = CompileEnv(categories, term_lists, banks)
@@ -33,7 +32,8 @@ class CompiledExpression:
             f"    return {code.src}\n"
         )
         exec(compile(self.python_source, "<expression>", "exec"), env.namespace)
-        self._function: Callable[[PolicyInput], Any] = env.namespace["_expression"]
+        self._function: Callable[[Any], Any] = env.namespace["_expression"]
 
-    def evaluate(self, data: PolicyInput) -> Any:
+    def evaluate(self, data: Any) -> Any:
+        """`data` is a `moderator.policy.PolicyInput`."""
         return self._function(data)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from moderator.policy.inputs import AUTHOR_FIELDS
-from moderator.policy.typesystem import (
+from moderator.policy.cel.typesystem import (
     BOOL,
     DOUBLE,
     DYN,
@@ -39,6 +38,8 @@ POST = object_type("Post")
 AUTHOR = object_type("Author")
 SIGNALS = object_type("Signals")
 SCORES = map_of(DOUBLE)
+AUTHOR_FIELDS = ("posts_last_hour", "posts_last_day", "blocks_last_day", "strikes")
+"""The author counters a rule may name; `inputs.AuthorCounters` holds them."""
 _FIELD_TYPES = {"string": STRING, "double": DOUBLE, "int": INT, "bool": BOOL, "list": list_of(DYN)}
 
 

@@ -8,9 +8,9 @@ from collections.abc import Collection
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from moderator.policy.errors import ExpressionError
-from moderator.policy.exprcode import Code
-from moderator.policy.typesystem import DOUBLE, DYN, INT, CelType
+from moderator.policy.cel.errors import ExpressionError
+from moderator.policy.cel.exprcode import Code
+from moderator.policy.cel.typesystem import DOUBLE, DYN, INT, CelType
 
 
 def parse(text: str) -> lark.Tree:

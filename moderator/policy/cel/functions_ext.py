@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from moderator.policy.exprcode import ArgumentError, Code, EmitContext
-from moderator.policy.function_base import (
+from moderator.policy.cel.exprcode import ArgumentError, Code, EmitContext
+from moderator.policy.cel.function_base import (
     CelpyResources,
     FunctionExample,
     PolicyFunction,
@@ -15,7 +15,7 @@ from moderator.policy.function_base import (
     method_or_global,
     typed_arg,
 )
-from moderator.policy.typesystem import (
+from moderator.policy.cel.typesystem import (
     BOOL,
     INT,
     STRING,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from moderator.policy.exprcode import ArgumentError, Code, EmitContext
-from moderator.policy.function_base import (
+from moderator.policy.cel.exprcode import ArgumentError, Code, EmitContext
+from moderator.policy.cel.function_base import (
     CEL_ERROR,
     EXAMPLE_BANKS,
     EXAMPLE_TERM_LISTS,
@@ -25,10 +25,10 @@ from moderator.policy.function_base import (
     method_or_global,
     typed_arg,
 )
-from moderator.policy.functions_ext import BankDistance, BankMatch, CountTerms, HasTerm
-from moderator.policy.runtime import lower_ascii
-from moderator.policy.saferegex import UnsafePatternError
-from moderator.policy.typesystem import (
+from moderator.policy.cel.functions_ext import BankDistance, BankMatch, CountTerms, HasTerm
+from moderator.policy.cel.runtime import lower_ascii
+from moderator.policy.cel.saferegex import UnsafePatternError
+from moderator.policy.cel.typesystem import (
     BOOL,
     DOUBLE,
     INT,

@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from moderator.policy.errors import CelEvalError
-from moderator.policy.typesystem import Kind, kind_of_value
+from moderator.policy.cel.errors import CelEvalError
+from moderator.policy.cel.typesystem import Kind, kind_of_value
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from moderator.policy.exprcode import ArgumentError, Code, EmitContext
-from moderator.policy.typesystem import (
+from moderator.policy.cel.exprcode import ArgumentError, Code, EmitContext
+from moderator.policy.cel.typesystem import (
     CelType,
     assignable,
 )

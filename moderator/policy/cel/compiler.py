@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import lark
 
-from moderator.policy.errors import ExpressionError
-from moderator.policy.exprcode import Code, CompileEnv
-from moderator.policy.names import NameRules
-from moderator.policy.runtime import INT64_MAX, INT64_MIN
-from moderator.policy.syntax import located_error, numeric_hint, param_of, parse
-from moderator.policy.typesystem import (
+from moderator.policy.cel.errors import ExpressionError
+from moderator.policy.cel.exprcode import Code, CompileEnv
+from moderator.policy.cel.names import NameRules
+from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
+from moderator.policy.cel.syntax import located_error, numeric_hint, param_of, parse
+from moderator.policy.cel.typesystem import (
     BOOL,
     DOUBLE,
     INT,

@@ -12,18 +12,18 @@ from collections.abc import Sequence
 
 import lark
 
-from moderator.policy.context import OBJECT_FIELDS, VARIABLES
-from moderator.policy.exprcode import ArgumentError, Code, CompileEnv
-from moderator.policy.functions import FUNCTIONS
-from moderator.policy.runtime import INT64_MAX, INT64_MIN
-from moderator.policy.syntax import (
+from moderator.policy.cel.context import OBJECT_FIELDS, VARIABLES
+from moderator.policy.cel.exprcode import ArgumentError, Code, CompileEnv
+from moderator.policy.cel.functions import FUNCTIONS
+from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
+from moderator.policy.cel.syntax import (
     located_error,
     param_of,
     suggestion,
     token_of,
     unwrap,
 )
-from moderator.policy.typesystem import (
+from moderator.policy.cel.typesystem import (
     BOOL,
     DOUBLE,
     DYN,

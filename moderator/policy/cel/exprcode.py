@@ -6,10 +6,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from moderator.policy.runtime import helpers
-from moderator.policy.saferegex import SafeRegex
-from moderator.policy.terms import TermList
-from moderator.policy.typesystem import CelType
+from moderator.policy.cel.runtime import helpers
+from moderator.policy.cel.saferegex import SafeRegex
+from moderator.policy.cel.typesystem import CelType
 
 
 class _NotConstant:
@@ -48,6 +47,14 @@ class ArgumentError(Exception):
         self.message = message
 
 
+class TermSource(Protocol):
+    """A term list as functions see it (`moderator.policy.terms.TermSource`)."""
+
+    def matches(self, text: str) -> bool: ...
+
+    def count(self, text: str) -> int: ...
+
+
 class EmitContext(Protocol):
     """What the compiler offers a function while it emits code for a call."""
 
@@ -55,7 +62,7 @@ class EmitContext(Protocol):
         """Bind `value` into the generated code's namespace; returns its name."""
         ...
 
-    def term_list(self, name: str) -> TermList | None: ...
+    def term_list(self, name: str) -> TermSource | None: ...
 
     def has_bank(self, name: str) -> bool: ...
 
@@ -70,7 +77,7 @@ class CompileEnv:
     def __init__(
         self,
         categories: Collection[str],
-        term_lists: Mapping[str, TermList] | None = None,
+        term_lists: Mapping[str, TermSource] | None = None,
         banks: Collection[str] = (),
     ) -> None:
         self.categories = tuple(categories)
@@ -89,7 +96,7 @@ class CompileEnv:
             self.namespace[name] = value
         return name
 
-    def term_list(self, name: str) -> TermList | None:
+    def term_list(self, name: str) -> TermSource | None:
         return self.term_lists.get(name)
 
     def has_bank(self, name: str) -> bool:
