@@ -20,12 +20,14 @@ from pydantic import (
     SecretStr,
     StringConstraints,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from moderator.errors import PROBLEM_REASONS, SIGNAL_PROBLEMS, ConfigError, ReasonCode
+from moderator.schema.decision import Action
 from moderator.signals.settings import SignalSettings
 from moderator.yamlfile import YamlFileError, load_located_yaml
 
@@ -141,6 +143,32 @@ class RedisSettings(_Section):
         if self.ssl_ca_certs is not None and url is not None and not url.startswith("rediss://"):
             raise ValueError("ssl_ca_certs set but url is not a rediss:// (TLS) URL")
         return self
+
+
+class AuthorStateConfig(_Section):
+    """Author counters in Redis (moderator.policy.authors.RedisAuthorStore), kept when
+    author_state is true; settings `authors`, Helm `authors.*`."""
+
+    key_prefix: str = Field(
+        default="moderator:author:", min_length=1, description="Prefix of the authors' keys."
+    )
+    strike_actions: frozenset[Action] = Field(
+        default=frozenset({Action.BLOCK}), description="Actions whose posts give a strike."
+    )
+    strike_ttl_s: float = Field(
+        default=30 * 24 * 3600.0, gt=0, description="How long a strike counts, in seconds."
+    )
+    flush_every: int = Field(
+        default=64, ge=1, description="Buffered writes sent at the latest after this many posts."
+    )
+    retry_after_s: float = Field(
+        default=5.0, ge=0, description="After a Redis failure, leave Redis alone this long."
+    )
+
+    @field_serializer("strike_actions", when_used="json")
+    def _in_order(self, actions: frozenset[Action]) -> list[str]:
+        # A settings file written for a child process reads the same each time.
+        return sorted(action.value for action in actions)
 
 
 class BatchingConfig(_Section):
@@ -411,6 +439,9 @@ class Settings(BaseSettings):
     )
     author_state: bool = Field(
         default=True, description="Keep author counters in Redis (needs redis.url)."
+    )
+    authors: AuthorStateConfig = Field(
+        default_factory=AuthorStateConfig, description="The author counters, when kept."
     )
 
     @classmethod

@@ -49,6 +49,7 @@ def build_policy_service(settings: Settings) -> PolicyService:
     if settings.author_state and settings.redis.enabled and settings.redis.url is not None:
         authors = RedisAuthorStore.from_url(
             settings.redis.url.get_secret_value(),
+            settings.authors,
             socket_timeout_s=settings.redis.socket_timeout_s,
             ssl_ca_certs=settings.redis.ssl_ca_certs,
         )

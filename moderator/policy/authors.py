@@ -11,6 +11,9 @@ Writes are buffered and sent in one pipeline with the next read (or every
 round trip per batch of posts, and one that does costs one per post. When
 Redis fails, counters read as zero (rules on author state do not fire), the
 failure is counted, and Redis is left alone for `retry_after_s`.
+
+The configuration is the settings' `authors` section (AuthorStateConfig, defined with the
+other settings in moderator.config); the worker builds the store from it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import redis
 
 from moderator import metrics
 from moderator.cache.features import redis_error
+from moderator.config import AuthorStateConfig
 from moderator.policy.inputs import NO_HISTORY, AuthorCounters
 from moderator.schema.decision import Action
 
@@ -36,13 +38,7 @@ HOUR = 3600.0
 DAY = 86400.0
 
 
-@dataclass(frozen=True)
-class AuthorStateConfig:
-    key_prefix: str = "moderator:author:"
-    strike_actions: Collection[Action] = field(default_factory=lambda: frozenset({Action.BLOCK}))
-    strike_ttl_s: float = 30 * DAY
-    flush_every: int = 64
-    retry_after_s: float = 5.0
+__all__ = ["DAY", "HOUR", "AuthorStateConfig", "RedisAuthorStore"]
 
 
 class RedisAuthorStore:

@@ -148,7 +148,7 @@ def test_settings_file_loads_in_the_worker(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from moderator.config import load_settings
+    from moderator.config import AuthorStateConfig, load_settings
 
     manifests = rendered[name]
     settings_file = tmp_path / "settings.yaml"
@@ -181,6 +181,8 @@ def test_settings_file_loads_in_the_worker(
         assert settings.kafka.sasl_username and settings.kafka.sasl_password
     if settings.redis.enabled:
         assert settings.redis.url is not None
+    # authors.*: the chart's defaults are the settings' own.
+    assert settings.author_state and settings.authors == AuthorStateConfig()
 
 
 def _environ_names() -> typing.Iterator[str]:
@@ -304,6 +306,25 @@ def test_external_ray_cluster_renders_no_rayservice() -> None:
     assert settings["serving"]["ray_address"] == address
 
 
+def test_author_state_values_reach_the_worker_settings(tmp_path: Path) -> None:
+    from moderator.config import load_settings
+    from moderator.schema import Action
+
+    values = tmp_path / "authors-values.yaml"
+    values.write_text(
+        "authors:\n  enabled: false\n  keyPrefix: 'mod:a:'\n  strikeActions: [block, review]\n"
+        "  strikeTtlSeconds: 604800\n  flushEvery: 16\n  retryAfterSeconds: 2.5\n"
+    )
+    settings_file = tmp_path / "settings.yaml"
+    manifests = render([MINIMAL, values])
+    settings_file.write_text(one(manifests, "ConfigMap", "-settings")["data"]["settings.yaml"])
+    settings = load_settings(settings_file)
+    assert not settings.author_state
+    authors = settings.authors
+    assert (authors.key_prefix, authors.strike_actions) == ("mod:a:", {Action.BLOCK, Action.REVIEW})
+    assert (authors.strike_ttl_s, authors.flush_every, authors.retry_after_s) == (604800, 16, 2.5)
+
+
 def test_install_notes_render() -> None:
     """NOTES.txt (rendered only by install/upgrade); a client dry run sees no KubeRay API."""
     result = run_helm(
@@ -339,6 +360,8 @@ SCHEMA_REJECTED = {
     "queue below -1": (["serving.classifier.maxQueuedRequests=-2"], "/maxQueuedRequests"),
     "no Ray at all": (["ray.enabled=false"], "/serving/rayAddress"),
     "URL fetching, no hosts": (["limits.imageUrls.enabled=true"], "/limits/imageUrls/allowedHosts"),
+    "unknown strike action": (["authors.strikeActions={ban}"], "/authors/strikeActions"),
+    "no strike TTL": (["authors.strikeTtlSeconds=0"], "/authors/strikeTtlSeconds"),
 }
 # Template checks (`fail`): template and install refuse; lint only logs the message.
 TEMPLATE_REJECTED = {

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
+from moderator.config import RedisSettings, Settings
 from moderator.ingest import DecodedPost
 from moderator.local import LocalRedis
 from moderator.policy.authors import DAY, HOUR, AuthorStateConfig, RedisAuthorStore
@@ -15,6 +17,7 @@ from moderator.policy.inputs import NO_HISTORY
 from moderator.policy.loader import load_policy
 from moderator.policy.service import PolicyService
 from moderator.schema import Action, Post
+from workers.main import build_policy_service
 
 pytestmark = pytest.mark.integration
 T0 = 1_780_000_000.0
@@ -94,3 +97,26 @@ def test_rules_read_counters_kept_by_the_service(store: RedisAuthorStore, tmp_pa
     assert third.rules_fired == ["struck"]
     # Re-delivery of post 3 reads the same counters: the same decision.
     assert service.decide_post(decoded("3"), {"hate": 0.1}, ms + 2000) == third
+
+
+def test_the_worker_builds_the_store_from_the_settings(redis_server: LocalRedis) -> None:
+    authors = AuthorStateConfig(
+        key_prefix=f"test:{uuid.uuid4().hex[:8]}:", strike_actions=frozenset({Action.REVIEW})
+    )
+    settings = Settings(
+        redis=RedisSettings(url=SecretStr(redis_server.url)),
+        authors=authors,
+        policy_reload_interval_s=0,
+    )
+    service = build_policy_service(settings)
+    try:
+        assert service.authors is not None and service.authors.config == authors
+        service.authors.record("a", "r1", T0, Action.REVIEW)
+        service.authors.record("a", "b1", T0 + 1, Action.BLOCK)
+        counters = service.authors.counters("a", T0 + 2)
+        assert (counters.blocks_last_day, counters.strikes) == (1, 1)  # only review strikes
+    finally:
+        service.close()
+    off = build_policy_service(settings.model_copy(update={"author_state": False}))
+    assert off.authors is None
+    off.close()

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from moderator.config import KafkaSettings, load_settings
+from moderator.config import (
+    AuthorStateConfig,
+    KafkaSettings,
+    Settings,
+    load_settings,
+    settings_file_data,
+)
 from moderator.errors import ConfigError
 from moderator.io import connection_options
+from moderator.schema import Action
 
 
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +73,39 @@ def test_settings_are_values(tmp_path: Path) -> None:
         update={"worker": settings.worker.model_copy(update={"batch_size": 16})}
     )
     assert (changed.worker.batch_size, settings.worker.batch_size) == (16, 8)
+
+
+def test_author_state_from_file_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().authors == AuthorStateConfig()  # today's defaults
+    assert AuthorStateConfig().strike_actions == {Action.BLOCK}
+    assert AuthorStateConfig().strike_ttl_s == 30 * 24 * 3600
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        "authors:\n  key_prefix: 'mod:a:'\n  strike_actions: [block, review]\n"
+        "  strike_ttl_s: 86400\n  flush_every: 8\n"
+    )
+    monkeypatch.setenv("MODERATOR_AUTHORS__RETRY_AFTER_S", "30")
+    monkeypatch.setenv("MODERATOR_AUTHORS__FLUSH_EVERY", "16")
+    authors = load_settings(path).authors
+    assert authors == AuthorStateConfig(
+        key_prefix="mod:a:",
+        strike_actions=frozenset({Action.BLOCK, Action.REVIEW}),
+        strike_ttl_s=86400,
+        flush_every=16,
+        retry_after_s=30,
+    )
+    monkeypatch.setenv("MODERATOR_AUTHORS__STRIKE_ACTIONS", '["review"]')
+    assert load_settings(path).authors.strike_actions == {Action.REVIEW}
+    monkeypatch.delenv("MODERATOR_AUTHORS__STRIKE_ACTIONS")
+    path.write_text("authors:\n  strike_actions: [ban]\n")
+    with pytest.raises(ConfigError, match=r"settings.yaml:2: authors.strike_actions"):
+        load_settings(path)
+
+
+def test_settings_file_lists_strike_actions_in_order() -> None:
+    settings = Settings(
+        authors=AuthorStateConfig(strike_actions=frozenset({Action.REVIEW, Action.BLOCK}))
+    )
+    assert settings_file_data(settings)["authors"]["strike_actions"] == ["block", "review"]  # type: ignore[index]
