@@ -22,7 +22,14 @@ from moderator.policy.cel.errors import ExpressionError
 from moderator.policy.cel.exprcode import Code, CompileEnv
 from moderator.policy.cel.names import NameRules
 from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
-from moderator.policy.cel.syntax import located_error, numeric_hint, param_of, parse
+from moderator.policy.cel.syntax import (
+    as_bool,
+    located_error,
+    numeric_hint,
+    param_of,
+    parse,
+    typed,
+)
 from moderator.policy.cel.typesystem import (
     BOOL,
     DOUBLE,
@@ -42,7 +49,8 @@ _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="
 
 
 class ExpressionCompiler(NameRules):
-    """Compiles one expression at a time against a `CompileEnv`."""
+    """Compiles one expression at a time against a `CompileEnv`; `visit` dispatches on the
+    node's rule name to the handlers here and in `NameRules`."""
 
     def __init__(self, env: CompileEnv) -> None:
         self.env = env
@@ -80,7 +88,7 @@ class ExpressionCompiler(NameRules):
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         cond, then, other = (self.visit(child) for child in tree.children)
-        cond = self._as_bool(cond, tree.children[0], "the condition of ?:")
+        cond = as_bool(cond, tree.children[0], "the condition of ?:")
         result = unify(then.type, other.type)
         if result is None:
             raise located_error(tree, f"the branches of ?: differ: {then.type} and {other.type}")
@@ -90,19 +98,12 @@ class ExpressionCompiler(NameRules):
             fails=cond.fails or then.fails or other.fails,
         )
 
-    def _as_bool(self, code: Code, node: lark.Tree, what: str) -> Code:
-        if code.type.is_dyn:
-            return Code(f"_as(_K.BOOL, {code.src})", BOOL, fails=True)
-        if code.type != BOOL:
-            raise located_error(node, f"{what} must be bool, got {code.type}")
-        return code
-
     def _logical(self, tree: lark.Tree, word: str, helper: str, op: str) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         left_node, right_node = tree.children
-        left = self._as_bool(self.visit(left_node), left_node, f"the left side of {op}")
-        right = self._as_bool(self.visit(right_node), right_node, f"the right side of {op}")
+        left = as_bool(self.visit(left_node), left_node, f"the left side of {op}")
+        right = as_bool(self.visit(right_node), right_node, f"the right side of {op}")
         if left.fails:
             src = f"{helper}(lambda: {left.src}, lambda: {right.src})"
         else:
@@ -172,16 +173,9 @@ class ExpressionCompiler(NameRules):
                 return Code(f"({item.src} in {members})", BOOL, fails=fails)
             return Code(f"({item.src} in {container.src})", BOOL, fails=fails)
         if kind is Kind.MAP:
-            item = self._typed(item, STRING, tree, "a map key")
+            item = typed(item, STRING, tree, "a map key")
             return Code(f"({item.src} in {container.src})", BOOL, fails=fails or item.fails)
         raise located_error(tree, f"'in' needs a list or map on its right, got {container.type}")
-
-    def _typed(self, code: Code, wanted: CelType, node: lark.Tree, what: str) -> Code:
-        if code.type.is_dyn and not wanted.is_dyn:
-            return Code(f"_as(_K.{wanted.kind.name}, {code.src})", wanted, fails=True)
-        if not assignable(wanted, code.type):
-            raise located_error(node, f"{what} must be {wanted}, got {code.type}")
-        return code
 
     def _arith_operands(self, tree: lark.Tree, op: str) -> tuple[Code, Code, CelType]:
         op_tree, right_node = tree.children
@@ -192,9 +186,9 @@ class ExpressionCompiler(NameRules):
                 tree, f"'{op}' on two dyn values: convert one with int(), double() or string()"
             )
         if left.type.is_dyn:
-            left = self._typed(left, right.type, tree, f"the left side of '{op}'")
+            left = typed(left, right.type, tree, f"the left side of '{op}'")
         elif right.type.is_dyn:
-            right = self._typed(right, left.type, tree, f"the right side of '{op}'")
+            right = typed(right, left.type, tree, f"the right side of '{op}'")
         if left.type != right.type:
             raise located_error(
                 tree,
@@ -238,7 +232,7 @@ class ExpressionCompiler(NameRules):
         op_node, operand_node = tree.children
         operand = self.visit(operand_node)
         if op_node.data == "unary_not":
-            operand = self._as_bool(operand, operand_node, "the operand of !")
+            operand = as_bool(operand, operand_node, "the operand of !")
             return Code(f"(not {operand.src})", BOOL, fails=operand.fails)
         if operand.type.is_dyn:
             raise located_error(tree, "'-' on a dyn value: convert it with int() or double() first")

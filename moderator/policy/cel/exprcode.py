@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from moderator.policy.cel.runtime import helpers
 from moderator.policy.cel.saferegex import SafeRegex
-from moderator.policy.cel.typesystem import CelType
+from moderator.policy.cel.typesystem import CelType, assignable
 
 
 class _NotConstant:
@@ -36,6 +36,13 @@ class Code:
     @property
     def is_const(self) -> bool:
         return self.const is not NOT_CONSTANT
+
+
+def coerce(code: Code, wanted: CelType) -> Code | None:
+    """`code` as a value of type `wanted` (a dyn value gets a runtime check), or None."""
+    if code.type.is_dyn and not wanted.is_dyn:
+        return Code(f"_as(_K.{wanted.kind.name}, {code.src})", wanted, fails=True)
+    return code if assignable(wanted, code.type) else None
 
 
 class ArgumentError(Exception):

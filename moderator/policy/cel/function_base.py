@@ -14,11 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from moderator.policy.cel.exprcode import ArgumentError, Code, EmitContext
-from moderator.policy.cel.typesystem import (
-    CelType,
-    assignable,
-)
+from moderator.policy.cel.exprcode import ArgumentError, Code, EmitContext, coerce
+from moderator.policy.cel.typesystem import CelType
 
 
 @dataclass(frozen=True)
@@ -68,12 +65,11 @@ def arity(args: Sequence[Code], count: int, name: str) -> None:
 
 def typed_arg(code: Code, wanted: CelType, index: int, name: str) -> Code:
     """`code` as a value of type `wanted`; a dyn value gets a runtime check."""
-    if code.type.is_dyn and not wanted.is_dyn:
-        return Code(f"_as(_K.{wanted.kind.name}, {code.src})", wanted, fails=True)
-    if not assignable(wanted, code.type):
+    coerced = coerce(code, wanted)
+    if coerced is None:
         where = "receiver" if index < 0 else f"argument {index + 1}"
         raise ArgumentError(index, f"{name}(): {where} must be {wanted}, got {code.type}")
-    return code
+    return coerced
 
 
 def literal_string(code: Code, index: int, name: str, what: str) -> str:

@@ -1,13 +1,15 @@
 """Compiling names, fields, function calls, macros and literals (part of the compiler).
 
-`NameRules` is mixed into `ExpressionCompiler`: the rules for identifiers and
-`scores.<category>`, object fields, map and list indexing, calls of built-in
-functions, `has()`, the comprehension macros and literals.
+`NameRules`, the base of `ExpressionCompiler` (which supplies `visit`), holds the
+rules for identifiers and `scores.<category>`, object fields, map and list
+indexing, calls of built-in functions, `has()`, the comprehension macros and
+literals.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import lark
@@ -17,10 +19,12 @@ from moderator.policy.cel.exprcode import ArgumentError, Code, CompileEnv
 from moderator.policy.cel.functions import FUNCTIONS
 from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
 from moderator.policy.cel.syntax import (
+    as_bool,
     located_error,
     param_of,
     suggestion,
     token_of,
+    typed,
     unwrap,
 )
 from moderator.policy.cel.typesystem import (
@@ -42,20 +46,15 @@ _IMAGE_TEXT_FIELDS = frozenset({("Post", "image_text"), ("Signals", "ocr")})
 MACROS = frozenset({"exists", "all", "exists_one", "filter", "map"})
 
 
-class NameRules:
+class NameRules(ABC):
     """Compiles the leaves and calls of an expression; `ExpressionCompiler` supplies `visit`."""
 
     env: CompileEnv
     _scope: dict[str, tuple[CelType, str]]
 
-    def visit(self, tree: lark.Tree) -> Code:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _as_bool(self, code: Code, node: lark.Tree, what: str) -> Code:  # pragma: no cover
-        raise NotImplementedError
-
-    def _typed(self, code: Code, wanted: CelType, node: lark.Tree, what: str) -> Code:
-        raise NotImplementedError  # pragma: no cover - overridden
+    @abstractmethod
+    def visit(self, tree: lark.Tree) -> Code:
+        """Compile a sub-tree (the compiler's dispatch)."""
 
     def _ident(self, tree: lark.Tree) -> Code:
         token = tree.children[0]
@@ -117,13 +116,13 @@ class NameRules:
         index = self.visit(index_node)
         kind = receiver.type.kind
         if kind is Kind.MAP:
-            index = self._typed(index, STRING, index_node, "a map key")
+            index = typed(index, STRING, index_node, "a map key")
             if receiver.origin == "scores" and index.is_const:
                 self._check_category(index.const, index_node)
                 return Code(f"S[{index.src}]", DOUBLE)
             return Code(f"{receiver.src}[{index.src}]", param_of(receiver), fails=True)
         if kind is Kind.LIST:
-            index = self._typed(index, INT, index_node, "a list index")
+            index = typed(index, INT, index_node, "a list index")
             return Code(f"_index({receiver.src}, {index.src})", param_of(receiver), fails=True)
         if kind is Kind.DYN:
             return Code(f"_dindex({receiver.src}, {index.src})", DYN, fails=True)
@@ -230,7 +229,7 @@ class NameRules:
                 del self._scope[var_name]
             else:
                 self._scope[var_name] = saved
-        return emit_macro(name, receiver, body, pyname, self, arg_nodes[1])
+        return emit_macro(name, receiver, body, pyname, arg_nodes[1])
 
     # -- literals ---------------------------------------------------------------------------------
 
@@ -284,7 +283,7 @@ class NameRules:
         keys = [self.visit(node) for node in nodes[0::2]]
         values = [self.visit(node) for node in nodes[1::2]]
         for key, node in zip(keys, nodes[0::2], strict=True):
-            self._typed(key, STRING, node, "a map key")
+            typed(key, STRING, node, "a map key")
         value_type: CelType | None = values[0].type if values else DYN
         for value in values[1:]:
             value_type = unify(value_type or DYN, value.type)
@@ -299,12 +298,11 @@ def emit_macro(
     receiver: Code,
     body: Code,
     var: str,
-    compiler: NameRules,
     body_node: lark.Tree,
 ) -> Code:
     fails = receiver.fails or body.fails
     if name in ("exists", "all", "exists_one"):
-        body = compiler._as_bool(body, body_node, f"the predicate of {name}()")
+        body = as_bool(body, body_node, f"the predicate of {name}()")
         if name == "exists_one":
             src = f"_exists_one(lambda {var}: {body.src}, {receiver.src})"
         elif body.fails:
@@ -315,7 +313,7 @@ def emit_macro(
             src = f"{builtin}({body.src} for {var} in {receiver.src})"
         return Code(src, BOOL, fails=fails or body.fails)
     if name == "filter":
-        body = compiler._as_bool(body, body_node, "the predicate of filter()")
+        body = as_bool(body, body_node, "the predicate of filter()")
         src = f"tuple({var} for {var} in {receiver.src} if {body.src})"
         return Code(
             src, receiver.type if receiver.type.kind is Kind.LIST else list_of(STRING), fails

@@ -9,8 +9,8 @@ import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from moderator.policy.cel.errors import ExpressionError
-from moderator.policy.cel.exprcode import Code
-from moderator.policy.cel.typesystem import DOUBLE, DYN, INT, CelType
+from moderator.policy.cel.exprcode import Code, coerce
+from moderator.policy.cel.typesystem import BOOL, DOUBLE, DYN, INT, CelType
 
 
 def parse(text: str) -> lark.Tree:
@@ -82,6 +82,18 @@ def token_of(node: lark.Tree | lark.Token) -> lark.Token:
     if not isinstance(node, lark.Token):  # pragma: no cover - the grammar puts tokens here
         raise ExpressionError("internal: expected a token", *position(node))
     return node
+
+
+def typed(code: Code, wanted: CelType, node: lark.Tree | lark.Token, what: str) -> Code:
+    """`code` as a value of type `wanted`, or an error located at `node`."""
+    coerced = coerce(code, wanted)
+    if coerced is None:
+        raise located_error(node, f"{what} must be {wanted}, got {code.type}")
+    return coerced
+
+
+def as_bool(code: Code, node: lark.Tree | lark.Token, what: str) -> Code:
+    return typed(code, BOOL, node, what)
 
 
 def param_of(code: Code) -> CelType:
