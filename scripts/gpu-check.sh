@@ -6,4 +6,4 @@
 #   scripts/gpu-check.sh [OUT_DIR]     → OUT_DIR/summary.md (default gpu-check-<date>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python bench/gpu_check.py --out "${1:-gpu-check-$(date +%F)}"
+exec .venv/bin/python -m moderator.benchmark.gpu_check --out "${1:-gpu-check-$(date +%F)}"

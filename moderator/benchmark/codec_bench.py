@@ -1,7 +1,7 @@
 """Kafka compression for the worker's producer: cost and size per codec, as ratios to none.
 
-    .venv/bin/python bench/codec_bench.py [--records 20000] [--rounds 3] [--ingest-posts 0]
-                                          [--json out.json]
+    .venv/bin/python -m moderator.benchmark.codec_bench [--records 20000] [--rounds 3]
+        [--ingest-posts 0] [--json out.json]
 
 Records are decision-shaped JSON (the fields workers/decisions.py writes, ~0.6 KB as with
 the default policy's decisions, seeded),

@@ -1,7 +1,8 @@
 """Inference options: speed-up and AUROC change of each precision against fp32, on one device.
 
-    .venv/bin/python bench/model_bench.py [--checkpoint DIR] [--captions 1000] [--images 64]
-        [--device cpu|cuda|cuda:N|auto] [--precisions fp32,fp16,bf16] [--tf32] [--compile]
+    .venv/bin/python -m moderator.benchmark.model_bench [--checkpoint DIR] [--captions 1000]
+        [--images 64] [--device cpu|cuda|cuda:N|auto] [--precisions fp32,fp16,bf16]
+        [--tf32] [--compile]
 
 Defaults: the CPU and every precision it runs (fp32, bf16, int8); on CUDA: fp32, bf16, fp16.
 fp32 on the same device is always measured, as the reference of the speed-ups and score changes.
@@ -35,7 +36,7 @@ from moderator.model.inference import (
 from moderator.training.dataset import PRESETS, read_dataset, sample_indices, split_indices
 from moderator.training.metrics import auroc
 
-DAVIDSON = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "davidson"
+DAVIDSON = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "davidson"
 
 
 def held_out_captions(limit: int) -> tuple[list[str], np.ndarray, list[str]] | None:

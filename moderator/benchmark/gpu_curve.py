@@ -1,6 +1,6 @@
 """Throughput and latency per batch size, precision and device: the latency/batch-size curve.
 
-    .venv/bin/python bench/gpu_curve.py --device cuda --precisions fp32,fp16,bf16 \\
+    .venv/bin/python -m moderator.benchmark.gpu_curve --device cuda --precisions fp32,fp16,bf16 \\
         --batch-sizes 1,4,16,64,256 --seconds 3 --json curve.json
 
 For each precision it loads the model once, then for each batch size calls embed_images
@@ -24,10 +24,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from model_bench import images
-
+from moderator.benchmark.model_bench import images
 from moderator.model import load_model
 from moderator.model.inference import InferenceOptions, resolve_device
 

@@ -1,6 +1,6 @@
 """OCR speed on this CPU (#16): images/s for detection alone and for detection + recognition.
 
-    .venv/bin/python bench/ocr_bench.py [--images 40] [--seed 0] [--json PATH]
+    .venv/bin/python -m moderator.benchmark.ocr_bench [--images 40] [--seed 0] [--json PATH]
 
 The images are memes rendered by moderator.demo.memes.render_meme (320-640 px a side) from
 built-in English sentences (no data set), encoded as PNG and decoded into the worker's reading

@@ -1,16 +1,17 @@
 """The GPU check of issue #18, in one go (under 8 minutes on one GPU): run it wherever a GPU
 is available and copy its summary, dated, into docs/throughput.md.
 
-    scripts/gpu-check.sh [OUT_DIR]        # = .venv/bin/python bench/gpu_check.py --out OUT_DIR
+    scripts/gpu-check.sh [OUT_DIR]
+    # = .venv/bin/python -m moderator.benchmark.gpu_check --out OUT_DIR
 
 Steps, each a subprocess with its own time limit, 8 minutes in all (a step that fails or
 overruns is reported and the next one runs):
 
 1. the GPU tests (pytest -m gpu);
 2. the latency/batch-size curve: images/s and captions/s, latency p50/p95 and NVML
-   utilisation per batch size for fp32, fp32 + TF32, fp16 and bf16 (bench/gpu_curve.py);
+   utilisation per batch size for fp32, fp32 + TF32, fp16 and bf16 (moderator.benchmark.gpu_curve);
 3. fp16 and bf16 against fp32: largest score change and per-category AUROC on a sample of
-   Davidson's held-out split (bench/model_bench.py);
+   Davidson's held-out split (moderator.benchmark.model_bench);
 4. raw loop vs pipeline on the GPU: `moderator bench` with the Classifier on CUDA
    (pipeline / raw, added latency and its Serve wait).
 
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -52,7 +53,8 @@ def steps(out: Path, quick: bool) -> list[Step]:
             f"curve {precision}{' tf32' if tf32 else ''}",
             [
                 sys.executable,
-                str(REPO / "bench" / "gpu_curve.py"),
+                "-m",
+                "moderator.benchmark.gpu_curve",
                 "--device",
                 "cuda",
                 "--precisions",
@@ -82,7 +84,8 @@ def steps(out: Path, quick: bool) -> list[Step]:
             "precision quality",
             [
                 sys.executable,
-                str(REPO / "bench" / "model_bench.py"),
+                "-m",
+                "moderator.benchmark.model_bench",
                 "--device",
                 "cuda",
                 "--precisions",

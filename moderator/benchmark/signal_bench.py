@@ -1,6 +1,6 @@
 """The worker's pool signals (OCR, image safety) on one batch stream: cold vs reposted.
 
-    .venv/bin/python bench/signal_bench.py [--images 96] [--threads 2]
+    .venv/bin/python -m moderator.benchmark.signal_bench [--images 96] [--threads 2]
 
 Builds decoded posts the way the worker does (memes rendered by moderator.demo.memes, half
 of them with text, half photo-like without), runs them through workers.signal_stage with a
@@ -59,7 +59,7 @@ def _records(count: int, seed: int) -> list[bytes]:
     return records
 
 
-def _photo(rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _photo(rng: np.random.Generator):  # PIL is imported here, where it is used
     from PIL import Image, ImageFilter
 
     side = int(rng.integers(320, 641))

@@ -1,7 +1,7 @@
 """How well the product's OCR reads image text, and what that is worth to the classifier (#16).
 
-    .venv/bin/python bench/ocr_eval.py davidson [--limit N] [--threads 2]
-    .venv/bin/python bench/ocr_eval.py harmeme [--threads 2] [--train/--no-train]
+    .venv/bin/python -m moderator.benchmark.ocr_eval davidson [--limit N] [--threads 2]
+    .venv/bin/python -m moderator.benchmark.ocr_eval harmeme [--threads 2] [--train/--no-train]
 
 Everything derived from the shared data sets (rendered images, OCR texts, derived JSONL,
 checkpoints, summaries) goes under --work (default /tmp/ocr_eval), never into the repository.
@@ -48,12 +48,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from moderator.demo.memes import LAYOUTS, render_meme
-from moderator.demo.samples import NEUTRAL_CAPTIONS
-from moderator.text import model_text, normalise_text
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling module
-from ocr_measure import (
+from moderator.benchmark.ocr_measure import (
     OcrCache,
     by_size,
     cache_key,
@@ -70,8 +65,11 @@ from ocr_measure import (
     settings_figures,
     write_summary,
 )
+from moderator.demo.memes import LAYOUTS, render_meme
+from moderator.demo.samples import NEUTRAL_CAPTIONS
+from moderator.text import model_text, normalise_text
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WORK = Path("/tmp/ocr_eval")
 RENDER_VERSION = "memes-1"  # bump when render_meme's output or its use here changes
 CAPTIONS = [c for c in NEUTRAL_CAPTIONS if c] + [""]  # the demo's everyday captions
