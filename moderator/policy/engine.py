@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from moderator.policy.banks import HashBanks
+from moderator.policy.cel import prologue
 from moderator.policy.document import RuleMode
 from moderator.policy.errors import PolicyError
 from moderator.policy.inputs import PolicyInput
@@ -230,7 +231,6 @@ def build_evaluator(
     `rules` holds (rule, Python expression, may raise) in evaluation order. The
     function returns (live indices fired, shadow indices fired, failed indices or None).
     """
-    reads = {"S": "P.scores", "A": "P.author", "H": "P.hash_matches"}
     body: list[str] = []
     for index, (rule, expression, fails) in enumerate(rules):
         condition = expression
@@ -250,11 +250,10 @@ def build_evaluator(
         else:
             body += [f"    if {condition}:", f"        {target}.append({index})"]
     text = "\n".join(body)
-    prologue = [f"    {name} = {source}" for name, source in reads.items()]
     source = "\n".join(
         [
             "def _evaluate(P, now):",
-            *prologue,
+            *prologue(),
             "    live = []",
             "    shadow = []",
             "    failed = None",

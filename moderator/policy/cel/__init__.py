@@ -5,6 +5,7 @@ and uses the language only through these names; nothing here imports from it.
 """
 
 from moderator.policy.cel.compiler import CompileEnv, ExpressionCompiler
+from moderator.policy.cel.context import prologue
 from moderator.policy.cel.errors import CelEvalError, ExpressionError
 from moderator.policy.cel.expression import CompiledExpression
 from moderator.policy.cel.function_base import CelpyResources
@@ -20,4 +21,5 @@ __all__ = [
     "CompiledExpression",
     "ExpressionCompiler",
     "ExpressionError",
+    "prologue",
 ]

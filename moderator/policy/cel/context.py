@@ -116,3 +116,12 @@ VARIABLES: dict[str, VariableSpec] = {
     "author": VariableSpec(AUTHOR, "A", "author"),
     "signals": VariableSpec(SIGNALS, "P.signals", "signals"),
 }
+
+
+LOCALS = {"S": "P.scores", "A": "P.author", "H": "P.hash_matches"}
+"""What every generated function binds from its input ``P`` before the compiled code."""
+
+
+def prologue() -> list[str]:
+    """The lines binding `LOCALS`, indented for a function body."""
+    return [f"    {name} = {source}" for name, source in LOCALS.items()]

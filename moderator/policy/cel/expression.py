@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from moderator.policy.cel.compiler import CompileEnv, ExpressionCompiler
+from moderator.policy.cel.context import prologue
 from moderator.policy.cel.exprcode import TermSource
 from moderator.policy.cel.typesystem import CelType
 
@@ -24,12 +25,8 @@ class CompiledExpression:
         code = ExpressionCompiler(env).compile_value(text)
         self.text = text
         self.type: CelType = code.type
-        self.python_source = (
-            "def _expression(P):\n"
-            "    S = P.scores\n"
-            "    A = P.author\n"
-            "    H = P.hash_matches\n"
-            f"    return {code.src}\n"
+        self.python_source = "\n".join(
+            ["def _expression(P):", *prologue(), f"    return {code.src}", ""]
         )
         exec(compile(self.python_source, "<expression>", "exec"), env.namespace)
         self._function: Callable[[Any], Any] = env.namespace["_expression"]

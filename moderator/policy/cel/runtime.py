@@ -220,6 +220,33 @@ def lower_ascii(value: str) -> str:
     return value.lower() if value.isascii() else value.translate(_ASCII_LOWER)
 
 
+def dyn_convert(kind: Kind, value: Any) -> Any:
+    """int(), double() or string() of a dyn value."""
+    source = kind_of_value(value)
+    if kind is Kind.INT:
+        if source is Kind.INT:
+            return value
+        if source is Kind.DOUBLE:
+            return double_to_int(value)
+        if source is Kind.STRING:
+            return string_to_int(value)
+    elif kind is Kind.DOUBLE:
+        if source is Kind.DOUBLE:
+            return value
+        if source is Kind.INT:
+            return float(value)
+        if source is Kind.STRING:
+            return string_to_double(value)
+    elif kind is Kind.STRING:
+        if source is Kind.STRING:
+            return value
+        if source is Kind.INT:
+            return str(value)
+        if source is Kind.BOOL:
+            return bool_to_string(value)
+    raise CelEvalError(f"cannot convert {source.value} to {kind.value}")
+
+
 def helpers() -> dict[str, Any]:
     """Names generated code may call, bound into its namespace."""
     return {
@@ -250,30 +277,3 @@ def helpers() -> dict[str, Any]:
         "_dconv": dyn_convert,
         "_ERRORS": EVAL_ERRORS,
     }
-
-
-def dyn_convert(kind: Kind, value: Any) -> Any:
-    """int(), double() or string() of a dyn value."""
-    source = kind_of_value(value)
-    if kind is Kind.INT:
-        if source is Kind.INT:
-            return value
-        if source is Kind.DOUBLE:
-            return double_to_int(value)
-        if source is Kind.STRING:
-            return string_to_int(value)
-    elif kind is Kind.DOUBLE:
-        if source is Kind.DOUBLE:
-            return value
-        if source is Kind.INT:
-            return float(value)
-        if source is Kind.STRING:
-            return string_to_double(value)
-    elif kind is Kind.STRING:
-        if source is Kind.STRING:
-            return value
-        if source is Kind.INT:
-            return str(value)
-        if source is Kind.BOOL:
-            return bool_to_string(value)
-    raise CelEvalError(f"cannot convert {source.value} to {kind.value}")
