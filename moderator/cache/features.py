@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import redis
 
 from moderator import metrics
+from moderator.cache.client import redis_client
 from moderator.signals.embeddings import EmbeddingKind, embedding_key
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,7 @@ class FeatureCache:
         ssl_ca_certs: Path | None = None,
     ) -> FeatureCache:
         """`ssl_ca_certs`: CA bundle for a rediss:// server (RedisSettings.ssl_ca_certs)."""
-        # Only for TLS: a plain redis:// connection refuses an ssl_* argument.
-        tls: dict[str, Any] = {"ssl_ca_certs": str(ssl_ca_certs)} if ssl_ca_certs else {}
-        client = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, **tls
-        )
+        client = redis_client(url, socket_timeout_s, ssl_ca_certs)
         return cls(client, model_version, dims, ttl_s)
 
     def key(self, kind: FeatureKind, digest: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import redis
 
 from moderator import metrics
+from moderator.cache.client import redis_client
 from moderator.cache.features import redis_error
 from moderator.config import AuthorStateConfig
 from moderator.policy.inputs import NO_HISTORY, AuthorCounters
@@ -58,12 +59,7 @@ class RedisAuthorStore:
         ssl_ca_certs: Path | None = None,
     ) -> RedisAuthorStore:
         """`ssl_ca_certs`: CA bundle for a rediss:// server (RedisSettings.ssl_ca_certs)."""
-        # Only for TLS: a plain redis:// connection refuses an ssl_* argument.
-        tls: dict[str, Any] = {"ssl_ca_certs": str(ssl_ca_certs)} if ssl_ca_certs else {}
-        client = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, **tls
-        )
-        return cls(client, config)
+        return cls(redis_client(url, socket_timeout_s, ssl_ca_certs), config)
 
     def _keys(self, author_id: str) -> tuple[str, str, str]:
         base = f"{self.config.key_prefix}{author_id}"

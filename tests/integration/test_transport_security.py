@@ -210,6 +210,23 @@ def test_author_state_over_tls_with_auth(
     assert "not-the-password" not in caplog.text
 
 
+def test_cache_and_author_store_connect_alike(pki: dict[str, Path]) -> None:
+    """Both come from moderator.cache.client.redis_client: same timeouts, same TLS."""
+    url = _url(1)  # nothing connects until the first call
+    cache = _cache(url, pki["ca"])
+    store = RedisAuthorStore.from_url(url, socket_timeout_s=2.0, ssl_ca_certs=pki["ca"])
+    pools = cache.client.connection_pool, store.client.connection_pool
+    keys = ("host", "port", "password", "socket_timeout", "socket_connect_timeout", "ssl_ca_certs")
+    cache_kwargs, store_kwargs = (
+        {key: pool.connection_kwargs[key] for key in keys} for pool in pools
+    )
+    assert cache_kwargs == store_kwargs
+    assert (cache_kwargs["socket_timeout"], cache_kwargs["ssl_ca_certs"]) == (2.0, str(pki["ca"]))
+    assert {pool.connection_class for pool in pools} == {redis.SSLConnection}
+    plain = RedisAuthorStore.from_url(_url(1, scheme="redis"), ssl_ca_certs=None)
+    assert "ssl_ca_certs" not in plain.client.connection_pool.connection_kwargs
+
+
 def test_worker_passes_the_redis_ca_from_settings(
     tls_redis_port: int, pki: dict[str, Path]
 ) -> None:
