@@ -193,8 +193,3 @@ class TorchBackbone:
         self.device = torch.device(device)
         for module in self.trainable_modules().values():
             module.to(device)
-
-    def train_mode(self, enabled: bool) -> None:
-        """Switch every trainable module between train and eval mode."""
-        for module in self.trainable_modules().values():
-            module.train(enabled)
