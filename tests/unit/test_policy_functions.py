@@ -7,6 +7,7 @@ function bound, and both must give the expected value (or both a CEL error).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -82,3 +83,66 @@ def test_wrong_calls_are_load_errors(function: PolicyFunction) -> None:
         with pytest.raises(ExpressionError) as caught:
             CompiledExpression(call, CATEGORIES, TERM_LISTS, EXAMPLE_BANKS)
         assert caught.value.line == 1 and caught.value.column >= 1
+
+
+# -- signatures: what each function's documented signatures promise, checked against emit --
+
+_SIGNATURE = re.compile(r"^(?:\(?([\w|]+)\)?\.)?(\w+)\((.*)\) -> (\w+)$")
+_VALUES = {
+    "string": "post.caption",
+    "int": "author.strikes",
+    "double": "scores.hate",
+    "bool": "post.has_image",
+    "list": "post.problems",
+    "map": "scores",
+}
+_LITERALS = {"matches": '"a+"', "bank_match": '"demo_pdq"', "bank_distance": '"demo_pdq"'}
+
+
+def _slots(signature: str) -> tuple[list[str] | None, str, list[list[str]], str]:
+    """(receiver alternatives or None, name, alternatives per argument, result)."""
+    match = _SIGNATURE.match(signature)
+    assert match, f"unreadable signature {signature!r}"
+    receiver, name, args, result = match.groups()
+    slots = [arg.split("|") for arg in args.split(", ") if arg]
+    if slots and slots[-1] == ["..."]:
+        slots[-1] = slots[-2]  # `a, b, ...`: a third of the same type
+    return (receiver.split("|") if receiver else None), name, slots, result
+
+
+def _call(name: str, receiver: str | None, args: list[str]) -> str:
+    values = [_LITERALS.get(name, '"demo"') if a == "literal" else _VALUES[a] for a in args]
+    call = f"{name}({', '.join(values)})"
+    return f"{_VALUES[receiver]}.{call}" if receiver else call
+
+
+def _compile(text: str) -> CompiledExpression:
+    return CompiledExpression(text, CATEGORIES, TERM_LISTS, EXAMPLE_BANKS)
+
+
+SIGNATURES = [
+    pytest.param(function, signature, id=signature)
+    for function in FUNCTIONS.values()
+    for signature in function.signatures
+]
+
+
+@pytest.mark.parametrize(("function", "signature"), SIGNATURES)
+def test_signatures_say_what_emit_accepts_and_returns(
+    function: PolicyFunction, signature: str
+) -> None:
+    receivers, name, slots, result = _slots(signature)
+    assert name == function.name
+    positions = [receivers or [None], *slots]
+    for index, alternatives in enumerate(positions):
+        for kind in alternatives:
+            chosen = [kind if i == index else p[0] for i, p in enumerate(positions)]
+            text = _call(name, chosen[0], chosen[1:])
+            assert str(_compile(text).type) == result, text
+        if alternatives == [None] or alternatives == ["literal"]:
+            continue
+        for kind in set(_VALUES) - set(alternatives):
+            chosen = [kind if i == index else p[0] for i, p in enumerate(positions)]
+            text = _call(name, chosen[0], chosen[1:])
+            with pytest.raises(ExpressionError):
+                _compile(text)

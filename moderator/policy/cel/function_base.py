@@ -46,6 +46,8 @@ class CelpyResources:
 class PolicyFunction(ABC):
     name: ClassVar[str]
     signatures: ClassVar[tuple[str, ...]]
+    """``[recv.]name(type|type, literal, ...) -> type``: the test checks `emit` accepts each
+    listed type, refuses the other value types, and returns the declared type."""
     summary: ClassVar[str]
     examples: ClassVar[tuple[FunctionExample, ...]]
 

@@ -49,7 +49,7 @@ __all__ = [
 
 class Size(PolicyFunction):
     name = "size"
-    signatures = ("size(string|list|map) -> int", "string.size() -> int")
+    signatures = ("size(string|list|map) -> int", "(string|list|map).size() -> int")
     summary = "Length of a string (code points), list or map."
     examples = (
         FunctionExample('size("héllo")', 5),
