@@ -25,9 +25,6 @@ class OffsetTracker:
         self._pending[tp].discard(offset)
         self._finished[tp].add(offset)
 
-    def in_flight(self) -> int:
-        return sum(len(offsets) for offsets in self._pending.values())
-
     def commit_points(self) -> dict[TopicPartition, int]:
         """Per partition, the next offset to consume after the contiguous finished run.
 
