@@ -1,7 +1,8 @@
 """Policies: CEL rules over scores, post, author state and hash banks → an action.
 
 `load_policy(path)` validates and compiles a policy file once; `decide(input)`
-runs every rule as generated Python. See docs/policy.md for the language.
+runs every rule as generated Python. The language is `moderator.policy.cel`;
+see docs/policy.md.
 """
 
 from moderator.policy.authors import AuthorStateConfig, RedisAuthorStore
@@ -9,17 +10,13 @@ from moderator.policy.engine import CompiledPolicy, PolicyResult, RuleInfo
 from moderator.policy.errors import PolicyError, PolicyProblem
 from moderator.policy.inputs import AuthorCounters, PolicyInput
 from moderator.policy.loader import load_policy
-from moderator.policy.service import FixedPolicy, PolicyService, PolicySource
+from moderator.policy.service import PolicyService, PolicySource
 from moderator.policy.watcher import PolicyWatcher
-
-ThresholdPolicy = CompiledPolicy
-"""Deprecated name of `CompiledPolicy`, kept while callers move over."""
 
 __all__ = [
     "AuthorCounters",
     "AuthorStateConfig",
     "CompiledPolicy",
-    "FixedPolicy",
     "PolicyError",
     "PolicyInput",
     "PolicyProblem",
@@ -29,6 +26,5 @@ __all__ = [
     "PolicyWatcher",
     "RedisAuthorStore",
     "RuleInfo",
-    "ThresholdPolicy",
     "load_policy",
 ]

@@ -51,7 +51,6 @@ DOUBLE = CelType(Kind.DOUBLE)
 STRING = CelType(Kind.STRING)
 NULL = CelType(Kind.NULL)
 DYN = CelType(Kind.DYN)
-NUMERIC = (INT, DOUBLE)
 
 
 def list_of(element: CelType) -> CelType:
