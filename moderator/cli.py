@@ -108,10 +108,10 @@ def bench(
 @app.command()
 def worker(config: ConfigOption = None) -> None:
     """Run one moderation worker against configured Kafka, Redis and Ray Serve."""
-    from workers.__main__ import main as worker_main
-
     args = ["--config", str(config)] if config else []
-    raise typer.Exit(worker_main(args))
+    # The worker is the app, not the library: start it by module path, in this process
+    # (the same PID, so it gets SIGTERM itself, as PID 1 of the worker's container).
+    os.execv(sys.executable, [sys.executable, "-m", "workers", *args])
 
 
 @app.command()

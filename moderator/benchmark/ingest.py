@@ -1,63 +1,37 @@
 """Consumer ingest with a no-op model: Kafka, validation, policy, produce and commit.
 
 Each worker is its own process (one GIL each, as deployed: one worker per pod), all in
-one consumer group on a pre-loaded topic. Every worker samples its decided count; the
-figure is the group's rate over the window in which every worker was deciding, so
-start-up, the group join and the tail after the first worker runs dry are left out.
+one consumer group on a pre-loaded topic, started by module path (NOOP_WORKER: the worker
+with a no-op model lives with the worker, in workers/benchmarks.py). Every worker samples
+its decided count; the figure is the group's rate over the window in which every worker was
+deciding, so start-up, the group join and the tail after the first worker runs dry are left
+out.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
-from typing import Any
+from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from moderator.benchmark.pipeline import fresh_topics
 from moderator.config import Settings
 from moderator.demo.run import produce_samples
 from moderator.demo.samples import SampleRecord
-from moderator.io import create_consumer, create_producer
-from moderator.local.stack import create_topics
-from moderator.policy import load_policy
-from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
-from workers.moderation_worker import ModerationWorker
+from moderator.local.stack import create_topics, worker_env, write_settings_file
 
-SAMPLE_EVERY_S = 0.02
+# The worker with a no-op model: python -m workers.benchmarks noop-ingest --config FILE
+NOOP_WORKER = ["-m", "workers.benchmarks", "noop-ingest"]
 
 # (wall-clock seconds, posts decided so far) for one worker
 Progress = list[tuple[float, int]]
-
-
-class NoopScorer:
-    """A model that returns zeros instantly: measures everything but the model."""
-
-    def __init__(self, categories: list[str]) -> None:
-        self.categories = categories
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            "noop", self.categories, image_size=224, image_embedding_dim=8, text_embedding_dim=8
-        )
-
-    def score(self, request: ScoreRequest) -> ScoreResponse:
-        scores = np.zeros((len(request), len(self.categories)), dtype=np.float32)
-        return ScoreResponse(
-            "noop",
-            self.categories,
-            scores,
-            new_image_embeddings=np.zeros((len(request.pixels), 8), np.float32),
-            new_text_embeddings=np.zeros((len(request.texts), 8), np.float32),
-            image_encode_ms=0.0,
-            text_encode_ms=0.0,
-            score_ms=0.0,
-        )
 
 
 @dataclass(frozen=True)
@@ -100,66 +74,72 @@ def run_ingest(settings: Settings, samples: list[SampleRecord], processes: int) 
     settings = fresh_topics(settings)
     create_topics(settings, partitions=max(4, processes))
     produce_samples(settings, samples, Console(quiet=True))
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    results: Queue[tuple[int, Progress]] = context.Queue()
-    decided = context.Array("q", processes)
-    children = [
-        context.Process(
-            target=_worker_process, args=(settings, i, stop, decided, results), daemon=True
-        )
-        for i in range(processes)
-    ]
-    for child in children:
-        child.start()
-    deadline = time.monotonic() + 600
-    try:
-        while sum(decided[:]) < len(samples):
-            if time.monotonic() > deadline or not all(c.is_alive() for c in children):
-                raise RuntimeError(f"ingest run stopped at {sum(decided[:])}/{len(samples)}")
-            time.sleep(0.05)
-        stop.set()
-        progress: list[Progress] = [[] for _ in children]
-        for _ in children:
-            index, series = results.get(timeout=120)
-            progress[index] = series
-    finally:
-        stop.set()
-        for child in children:
-            child.join(timeout=60)
-            if child.is_alive():
+    with tempfile.TemporaryDirectory(prefix="moderator-ingest-") as directory:
+        config = write_settings_file(settings, Path(directory))
+        children = [NoopWorker(config) for _ in range(processes)]
+        deadline = time.monotonic() + 600
+        try:
+            while sum(c.decided for c in children) < len(samples):
+                if time.monotonic() > deadline or not all(c.alive() for c in children):
+                    decided = sum(c.decided for c in children)
+                    raise RuntimeError(f"ingest run stopped at {decided}/{len(samples)}")
+                time.sleep(0.05)
+            for child in children:
+                child.stop()
+            progress = [child.progress() for child in children]
+        finally:
+            for child in children:
                 child.kill()
     rate, window = group_rate(progress)
-    return IngestResult(processes, rate, window, sum(decided[:]))
+    return IngestResult(processes, rate, window, sum(p[-1][1] for p in progress))
 
 
-def _worker_process(
-    settings: Settings,
-    index: int,
-    stop: Event,
-    decided: Any,  # multiprocessing Array of int64, one slot per worker
-    results: Queue[tuple[int, Progress]],
-) -> None:
-    policy = load_policy(settings.policy_path)
-    worker = ModerationWorker(
-        settings,
-        create_consumer(settings.kafka),
-        create_producer(settings.kafka),
-        NoopScorer(list(policy.categories)),
-        policy,
-        cache=None,
-    )
-    halt = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(halt,), daemon=True)
-    thread.start()
-    series: Progress = []
-    while not stop.is_set() and thread.is_alive():
-        series.append((time.time(), worker.stats.decided))
-        decided[index] = worker.stats.decided
-        time.sleep(SAMPLE_EVERY_S)
-    series.append((time.time(), worker.stats.decided))
-    halt.set()
-    thread.join(timeout=60)
-    worker.consumer.close(autocommit=False)
-    worker.producer.close()
-    results.put((index, series))
+class NoopWorker:
+    """One worker process with a no-op model; reads its progress reports from its stdout."""
+
+    def __init__(self, config: Path) -> None:
+        self.series: Progress = []
+        self.process = subprocess.Popen(
+            [sys.executable, *NOOP_WORKER, "--config", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=worker_env(),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError):  # anything else a library prints
+                seconds, decided = line.split()
+                self.series.append((float(seconds), int(decided)))
+
+    @property
+    def decided(self) -> int:
+        return self.series[-1][1] if self.series else 0
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Close its stdin: it takes a last sample and stops."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def progress(self, timeout_s: float = 120.0) -> Progress:
+        """The samples, once it has stopped."""
+        self._reader.join(timeout=timeout_s)
+        self.process.wait(timeout=60)
+        return self.series
+
+    def kill(self) -> None:
+        """Kill it if it still runs; close its pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()

@@ -2,31 +2,34 @@
 
     .venv/bin/python -m moderator.benchmark.signal_bench [--images 96] [--threads 2]
 
-Builds decoded posts the way the worker does (memes rendered by moderator.demo.memes, half
-of them with text, half photo-like without), runs them through workers.signal_stage with a
-real redis-server, twice: first every image is new (OCR and the safety model run), then the
-same images again as reposts (every output from Redis). Prints images/s per pass, the
-speed-up, and each signal's share of the cold pass. Figures: docs/signals.md.
+Builds posts (memes rendered by moderator.demo.memes, half of them with text, half
+photo-like without) and runs them, decoded the way the worker does, through the worker's
+signal stage with a real redis-server, twice: first every image is new (OCR and the safety
+model run), then the same images again as reposts (every output from Redis). Prints images/s
+per pass, the speed-up, and each signal's share of the cold pass. Figures: docs/signals.md.
+The stage is the worker's (workers.signal_stage), so it runs in a child process started by
+module path (`python -m workers.benchmarks signal-stage`): the library does not import the
+app.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
-import time
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
-import redis
+import orjson
 from rich.console import Console
 from rich.table import Table
 
-from moderator.cache import SignalCache
-from moderator.config import DecodeLimits
 from moderator.demo.memes import render_meme
-from moderator.ingest import load_image, parse_post
 from moderator.local.redis_server import LocalRedis
-from moderator.signals import SignalSettings, build_signals
-from workers.signal_stage import SignalStage
 
 TEXTS = [
     "when the build is green on a friday",
@@ -37,10 +40,6 @@ TEXTS = [
 
 
 def _records(count: int, seed: int) -> list[bytes]:
-    import base64
-
-    import orjson
-
     rng = np.random.default_rng(seed)
     records = []
     for i in range(count):
@@ -74,55 +73,37 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     console = Console()
-    settings = SignalSettings(threads=args.threads)
-    signals = build_signals(settings, "pool")
-    records = _records(args.images, seed=5)
-    server = LocalRedis().start()
-    try:
-        cache = SignalCache(redis.Redis.from_url(server.url), ttl_s=3600)
-        stage = SignalStage(signals, cache, args.threads)
-        limits = DecodeLimits()
-        # Warm-up on other images: each signal thread loads its models once (~1 s), not timed.
-        stage.run(
-            [
-                load_image(parse_post(value, limits), limits, 224, reading_side=stage.reading_side)
-                for value in _records(4 * args.threads, seed=99)
-            ]
+    with tempfile.TemporaryDirectory(prefix="signal-bench-") as directory:
+        records, warmup = Path(directory) / "records.jsonl", Path(directory) / "warmup.jsonl"
+        records.write_bytes(b"\n".join(_records(args.images, seed=5)))
+        # Other images: each signal thread loads its models once (~1 s), not timed.
+        warmup.write_bytes(b"\n".join(_records(4 * args.threads, seed=99)))
+        with LocalRedis() as server:
+            command = [
+                sys.executable, "-m", "workers.benchmarks", "signal-stage",
+                "--redis-url", server.url, "--records", str(records), "--warmup", str(warmup),
+                "--threads", str(args.threads), "--batch", str(args.batch),
+            ]  # fmt: skip
+            output = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    figures = json.loads(output.stdout.splitlines()[-1])
+    table = Table("pass", "images", "seconds", "images/s", "from cache")
+    rates = {}
+    for run in figures["passes"]:
+        rates[run["name"]] = run["images"] / run["seconds"]
+        table.add_row(
+            run["name"],
+            str(run["images"]),
+            f"{run['seconds']:.2f}",
+            f"{rates[run['name']]:.1f}",
+            str(run["cached"]),
         )
-        table = Table("pass", "images", "seconds", "images/s", "from cache")
-        rates = {}
-        for name in ("cold", "repost"):
-            posts = [
-                load_image(parse_post(value, limits), limits, 224, reading_side=stage.reading_side)
-                for value in records
-            ]
-            started = time.perf_counter()
-            cached = 0
-            for start in range(0, len(posts), args.batch):
-                report = stage.run(posts[start : start + args.batch])
-                cached += sum(report.cached.values())
-            seconds = time.perf_counter() - started
-            rates[name] = len(posts) / seconds
-            table.add_row(
-                name, str(len(posts)), f"{seconds:.2f}", f"{rates[name]:.1f}", str(cached)
-            )
-        stage.close()
-        console.print(table)
-        console.print(f"repost speed-up: {rates['repost'] / rates['cold']:.0f}x")
-        # Each signal alone, cold, on one thread: its share of the work.
-        share = Table("signal", "ms per image (1 thread)")
-        for signal in signals:
-            posts = [
-                load_image(parse_post(value, limits), limits, 224, reading_side=stage.reading_side)
-                for value in records[: min(32, len(records))]
-            ]
-            started = time.perf_counter()
-            for post in posts:
-                signal.run(post.subject())
-            share.add_row(signal.name, f"{(time.perf_counter() - started) * 1000 / len(posts):.0f}")
-        console.print(share)
-    finally:
-        server.stop()
+    console.print(table)
+    console.print(f"repost speed-up: {rates['repost'] / rates['cold']:.0f}x")
+    # Each signal alone, cold, on one thread: its share of the work.
+    share = Table("signal", "ms per image (1 thread)")
+    for signal in figures["signals"]:
+        share.add_row(signal["signal"], f"{signal['ms']:.0f}")
+    console.print(share)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ def create_topics(settings: Settings, partitions: int = 4) -> None:
     )
 
 
+def write_settings_file(settings: Settings, directory: Path) -> Path:
+    """The settings, complete, as a YAML file (owner-only: it holds secrets) for a worker
+    process started by module path with --config."""
+    config = directory / "settings.yaml"
+    config.write_text(yaml.safe_dump(settings_file_data(settings)))
+    config.chmod(0o600)
+    return config
+
+
 class WorkerProcess:
     """`python -m workers` in a child process, configured through a settings file."""
 
@@ -94,9 +103,7 @@ class WorkerProcess:
         self._config_dir = tempfile.TemporaryDirectory(prefix="moderator-worker-")
 
     def start(self) -> WorkerProcess:
-        config = Path(self._config_dir.name) / "settings.yaml"
-        config.write_text(yaml.safe_dump(settings_file_data(self.settings)))
-        config.chmod(0o600)
+        config = write_settings_file(self.settings, Path(self._config_dir.name))
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "workers", "--config", str(config)],
