@@ -150,3 +150,21 @@ def test_bank_import_hashes_images_and_merges_lists(tmp_path: Path) -> None:
     for line in out.read_text().splitlines():
         if line.endswith(".png"):
             assert line.split(",")[0] in shipped
+
+
+def test_check_never_cuts_rule_ids_off_a_terminal(tmp_path: Path, monkeypatch) -> None:
+    from rich.console import Console
+
+    from moderator.policy import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=40))  # captured output, not a terminal
+    rule_id = "bank.known_bad_images_from_the_partner_exchange.block"
+    policy = tmp_path / "long.yaml"
+    policy.write_text(
+        "name: long\nversion: '1'\ncategories: [hate]\nrules:\n"
+        f"  - {{id: {rule_id}, when: 'scores.hate > 0.5', action: block, labels: [hate]}}\n"
+    )
+    code, output = run("policy", "check", policy)
+    assert code == 0, output
+    assert rule_id in output
+    assert "…" not in output
