@@ -105,13 +105,19 @@ def bench(
     run_bench(_settings(config), posts, ingest_posts, processes, out, console)
 
 
-@app.command()
-def worker(config: ConfigOption = None) -> None:
-    """Run one moderation worker against configured Kafka, Redis and Ray Serve."""
-    args = ["--config", str(config)] if config else []
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def worker(ctx: typer.Context) -> None:
+    """Run one moderation worker against configured Kafka, Redis and Ray Serve.
+
+    This is `python -m workers`: its arguments (--config FILE; --help) pass through
+    untouched, so the worker's own parser is the only one.
+    """
     # The worker is the app, not the library: start it by module path, in this process
     # (the same PID, so it gets SIGTERM itself, as PID 1 of the worker's container).
-    os.execv(sys.executable, [sys.executable, "-m", "workers", *args])
+    os.execv(sys.executable, [sys.executable, "-m", "workers", *ctx.args])
 
 
 @app.command()
