@@ -25,17 +25,22 @@ class LocatedYaml:
     data: Any
     root: yaml.Node | None
 
-    def line_of(self, loc: Sequence[int | str]) -> int | None:
-        """1-based line of the deepest node on the field path `loc` that exists."""
-        node = self.root
-        line = node.start_mark.line + 1 if node is not None else None
+    def node_at(self, loc: Sequence[int | str]) -> tuple[yaml.Node | None, yaml.Node | None]:
+        """(key node, value node) of the deepest node on the field path `loc` that exists;
+        the key is None when not even the first step exists (the value is then the root)."""
+        key, node = None, self.root
         for part in loc:
             found = _child(node, part)
             if found is None:
                 break
-            marker, node = found
-            line = marker.start_mark.line + 1
-        return line
+            key, node = found
+        return key, node
+
+    def line_of(self, loc: Sequence[int | str]) -> int | None:
+        """1-based line of the deepest node on the field path `loc` that exists."""
+        key, node = self.node_at(loc)
+        mark = key if key is not None else node
+        return mark.start_mark.line + 1 if mark is not None else None
 
     def describe(self, error: ValidationError) -> str:
         """One line per problem: ``file:line: field: message``."""
@@ -50,7 +55,7 @@ class LocatedYaml:
 
 
 def _child(node: yaml.Node | None, part: int | str) -> tuple[yaml.Node, yaml.Node] | None:
-    """(node whose line to report, node to descend into) for one step of a field path."""
+    """(key node, node to descend into) for one step of a field path; a list item is both."""
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == str(part):
@@ -62,15 +67,19 @@ def _child(node: yaml.Node | None, part: int | str) -> tuple[yaml.Node, yaml.Nod
 
 
 def load_located_yaml(path: str | Path) -> LocatedYaml:
-    """Parse a YAML file safely (no custom tags) and keep its node tree for line lookups."""
+    """Parse a YAML file once, safely (no custom tags), keeping its node tree for lookups."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise YamlFileError(f"{file}: cannot read: {exc}") from exc
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)

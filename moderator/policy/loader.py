@@ -195,32 +195,8 @@ def _banks(
 # -- locations -----------------------------------------------------------------------------------
 
 
-def node_at(located: LocatedYaml, loc: Loc) -> tuple[yaml.Node | None, yaml.Node | None]:
-    """(key node, value node) of the deepest existing node on a field path."""
-    node, key = located.root, None
-    for part in loc:
-        found = None
-        if isinstance(node, yaml.MappingNode):
-            found = next(
-                (
-                    (k, v)
-                    for k, v in node.value
-                    if isinstance(k, yaml.ScalarNode) and k.value == str(part)
-                ),
-                None,
-            )
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            found = (node.value[part], node.value[part])
-        if found is None:
-            break
-        key, node = found
-    return key, node
-
-
 def problem(located: LocatedYaml, loc: Loc, message: str) -> PolicyProblem:
-    key, node = node_at(located, loc)
+    key, node = located.node_at(loc)
     mark_node = key or node
     field = ".".join(str(part) for part in loc) or "(top level)"
     if mark_node is None:
@@ -231,7 +207,7 @@ def problem(located: LocatedYaml, loc: Loc, message: str) -> PolicyProblem:
 
 def expression_problem(located: LocatedYaml, loc: Loc, error: ExpressionError) -> PolicyProblem:
     field = ".".join(str(part) for part in loc)
-    _, node = node_at(located, loc)
+    _, node = located.node_at(loc)
     if not isinstance(node, yaml.ScalarNode):
         return problem(located, loc, error.message)
     line, column = expression_position(node, error.line, error.column)
