@@ -22,17 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 
-from moderator.cache import SignalCache
-from moderator.config import DecodeLimits, Settings, load_settings
-from moderator.ingest import DecodedPost, load_image, parse_post
+from moderator.config import Settings, load_settings
 from moderator.io import create_consumer, create_producer
 from moderator.policy import load_policy
 from moderator.serving import ModelInfo, ScoreRequest, ScoreResponse
-from moderator.signals import SignalSettings, build_signals
 from workers.moderation_worker import ModerationWorker
-from workers.signal_stage import SignalStage
 
 SAMPLE_EVERY_S = 0.02
 
@@ -99,6 +94,15 @@ def signal_stage(
 ) -> dict[str, Any]:
     """Images/s of the pool signals through the worker's SignalStage with a Redis cache: a
     cold pass, the same images again as reposts, and each signal alone on one thread."""
+    # Imported here: the no-op ingest workers start without the signals' libraries.
+    import redis
+
+    from moderator.cache import SignalCache
+    from moderator.config import DecodeLimits
+    from moderator.ingest import DecodedPost, load_image, parse_post
+    from moderator.signals import SignalSettings, build_signals
+    from workers.signal_stage import SignalStage
+
     signals = build_signals(SignalSettings(threads=threads), "pool")
     cache = SignalCache(redis.Redis.from_url(redis_url), ttl_s=3600)
     stage = SignalStage(signals, cache, threads)
