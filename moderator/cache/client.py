@@ -23,3 +23,11 @@ def redis_client(
     return redis.Redis.from_url(
         url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s, **tls
     )
+
+
+def redis_error(exc: Exception) -> str:
+    """An error for a log line. AUTH failures say so: Redis' own text for a missing password
+    is about HELLO."""
+    if isinstance(exc, redis.AuthenticationError):
+        return f"Redis refused the credentials in redis.url (AUTH): {exc}"
+    return str(exc)

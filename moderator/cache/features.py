@@ -18,7 +18,7 @@ import numpy as np
 import redis
 
 from moderator import metrics
-from moderator.cache.client import redis_client
+from moderator.cache.client import redis_client, redis_error
 from moderator.signals.embeddings import EmbeddingKind, embedding_key
 
 logger = logging.getLogger(__name__)
@@ -140,11 +140,3 @@ class FeatureCache:
         if not self._available:
             logger.info("feature cache available again")
         self._available = True
-
-
-def redis_error(exc: Exception) -> str:
-    """An error for a log line. AUTH failures say so: Redis' own text for a missing password
-    is about HELLO."""
-    if isinstance(exc, redis.AuthenticationError):
-        return f"Redis refused the credentials in redis.url (AUTH): {exc}"
-    return str(exc)

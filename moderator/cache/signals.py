@@ -14,7 +14,7 @@ import orjson
 import redis
 
 from moderator import metrics
-from moderator.cache.features import redis_error
+from moderator.cache.client import redis_error
 from moderator.signals import Signal, SignalOutput, check_output
 
 logger = logging.getLogger(__name__)

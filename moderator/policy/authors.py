@@ -27,8 +27,7 @@ from typing import Any
 import redis
 
 from moderator import metrics
-from moderator.cache.client import redis_client
-from moderator.cache.features import redis_error
+from moderator.cache.client import redis_client, redis_error
 from moderator.config import AuthorStateConfig
 from moderator.policy.inputs import NO_HISTORY, AuthorCounters
 from moderator.schema.decision import Action

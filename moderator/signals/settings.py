@@ -12,7 +12,7 @@ OCR_LANGUAGES = ("en", "ch")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OcrSettings(_Section):

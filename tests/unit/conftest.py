@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import pkgutil
-from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
@@ -32,11 +31,11 @@ def _refuse(original: Any, what: str) -> Any:
     return refuse
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _no_services() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for target, what in _GUARDED.items():
-            module, _, attribute = target.rpartition(".")
-            owner = pkgutil.resolve_name(module)
-            patch.setattr(owner, attribute, _refuse(getattr(owner, attribute), what))
-        yield
+@pytest.fixture(autouse=True)
+def _no_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per test, not per session: a session fixture would stay on for the integration tests
+    # that run after the unit tests in the same pytest run.
+    for target, what in _GUARDED.items():
+        module, _, attribute = target.rpartition(".")
+        owner = pkgutil.resolve_name(module)
+        monkeypatch.setattr(owner, attribute, _refuse(getattr(owner, attribute), what))

@@ -69,6 +69,8 @@ def test_settings_are_values(tmp_path: Path) -> None:
         settings.worker.batch_size = 16  # type: ignore[misc]
     with pytest.raises(ValidationError, match="frozen"):
         settings.policy_reload_interval_s = 0  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.signals.ocr.max_boxes = 5  # type: ignore[misc]
     changed = settings.model_copy(
         update={"worker": settings.worker.model_copy(update={"batch_size": 16})}
     )
