@@ -82,7 +82,7 @@ class KafkaSettings(_Section):
     # poll at 500 ms, 6 ms at 100 ms, measured), so 100 ms rather than kafka-python's 500.
     fetch_max_wait_ms: int = Field(default=100, ge=0)
     # Codec of the decision, review and dead-letter batches this worker produces; consuming
-    # reads every codec whatever this says. lz4, measured with bench/codec_bench.py
+    # reads every codec whatever this says. lz4, measured with moderator/benchmark/codec_bench.py
     # (docs/throughput.md, Kafka compression): batches 0.37x the bytes of none for ~2 us more
     # CPU per decision, the least of any codec. zstd: 0.24x the bytes, ~5 us more.
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"

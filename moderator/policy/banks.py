@@ -12,7 +12,7 @@ chunks of 16 bits, and a hash within distance t of the query agrees with it to
 within floor(t/16) bits on at least one chunk (pigeonhole). Each chunk has a
 bucket table, so a query probes 16 x 17 buckets (t <= 31) and checks only
 those candidates with a vectorised popcount; thresholds of 48 and above fall
-back to a full scan. See bench/policy_bench.py --bank for the 1M-hash figure.
+back to a full scan. See moderator/benchmark/policy_bench.py --bank for the 1M-hash figure.
 """
 
 from __future__ import annotations

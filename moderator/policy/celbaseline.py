@@ -1,6 +1,6 @@
 """The same rules evaluated by cel-python's own evaluator: the baseline and the oracle.
 
-`bench/policy_bench.py` times it against the compiled engine, and the tests
+`moderator/benchmark/policy_bench.py` times it against the compiled engine, and the tests
 check that both give the same values and decisions. Not used on the hot path.
 """
 
