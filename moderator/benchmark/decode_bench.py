@@ -25,6 +25,7 @@ from rich.table import Table
 from moderator.config import DecodeLimits
 from moderator.ingest import parse_post
 from moderator.schema import Post
+from moderator.tables import print_table
 from moderator.text import normalise_text
 
 _BASE = {
@@ -77,7 +78,7 @@ def main() -> None:
         table.add_row(
             name, f"{bare_us:.1f}", f"{full_us:.1f}", f"{full_us / bare_us:.2f}x", f"{text_us:.1f}"
         )
-    Console().print(table)
+    print_table(Console(), table)
 
 
 if __name__ == "__main__":

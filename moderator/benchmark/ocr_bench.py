@@ -45,6 +45,7 @@ from moderator.ingest.image import decode_image_views
 from moderator.signals.base import SignalSubject
 from moderator.signals.ocr import OcrEngine, OcrSignal
 from moderator.signals.settings import OcrSettings, SignalSettings
+from moderator.tables import print_table
 from moderator.text import normalise_text
 
 console = Console(width=120)
@@ -254,7 +255,7 @@ def main() -> None:
             f"{r['ms_max']:.0f}",
             recall_text,
         )
-    console.print(table)
+    print_table(console, table)
     w, h = result["image_side_mean"]
     dw, dh = result["detector_input_mean"]
     ww, wh = result["detector_input_rapidocr_default_mean"]

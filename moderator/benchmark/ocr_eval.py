@@ -67,6 +67,7 @@ from moderator.benchmark.ocr_measure import (
 )
 from moderator.demo.memes import LAYOUTS, render_meme
 from moderator.demo.samples import NEUTRAL_CAPTIONS
+from moderator.tables import print_table
 from moderator.text import model_text, normalise_text
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -210,7 +211,7 @@ def davidson(
     for name, values in aurocs.items():
         table.add_row(name, *(fmt(values[c]) for c in dataset.categories))
     table.add_row("(ii) / (i)", *(fmt(summary["ratio_ii_over_i"][c]) for c in dataset.categories))
-    console.print(table)
+    print_table(console, table)
     console.print(_ocr_line(summary["ocr"]))
 
 
@@ -244,7 +245,7 @@ def _print_recall(title: str, rows: dict[str, dict[str, Any]]) -> None:
             str(r["reference_tokens"]),
             name,
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _ocr_line(ocr: dict[str, Any]) -> str:
@@ -383,7 +384,7 @@ def harmeme(
                 fmt(test.get("accuracy")),
                 fmt(test.get("auroc")),
             )
-        console.print(table)
+        print_table(console, table)
         console.print(
             "test: the 10% of train.jsonl `moderator train` holds out (seed 0); dev also chose "
             "the epoch and thresholds"

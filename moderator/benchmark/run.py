@@ -24,6 +24,7 @@ from moderator.demo.samples import SampleRecord, sample_stream
 from moderator.ingest import normalise_caption
 from moderator.local.stack import local_ray, local_services
 from moderator.signals import SignalSettings, build_signals
+from moderator.tables import print_table
 
 
 def machine() -> str:
@@ -296,4 +297,4 @@ def render(console: Console, r: dict[str, Any]) -> None:
             f"caption-only posts, {run['window_s']:.1f} s window{scaling}",
             "≥ 20,000",
         )
-    console.print(table)
+    print_table(console, table)

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from moderator.demo.memes import render_meme
 from moderator.local.redis_server import LocalRedis
+from moderator.tables import print_table
 
 TEXTS = [
     "when the build is green on a friday",
@@ -97,13 +98,13 @@ def main() -> None:
             f"{rates[run['name']]:.1f}",
             str(run["cached"]),
         )
-    console.print(table)
+    print_table(console, table)
     console.print(f"repost speed-up: {rates['repost'] / rates['cold']:.0f}x")
     # Each signal alone, cold, on one thread: its share of the work.
     share = Table("signal", "ms per image (1 thread)")
     for signal in figures["signals"]:
         share.add_row(signal["signal"], f"{signal['ms']:.0f}")
-    console.print(share)
+    print_table(console, share)
 
 
 if __name__ == "__main__":

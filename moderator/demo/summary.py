@@ -12,6 +12,7 @@ from rich.table import Table
 
 from moderator.demo.collect import Collected
 from moderator.schema import Action
+from moderator.tables import print_table
 
 
 @dataclass
@@ -59,7 +60,7 @@ def render_summary(console: Console, figures: RunFigures, collected: Collected) 
     changed = sum(1 for d in collected.decisions.values() if d.get("image_text_changed"))
     overview.add_row("posts with text read from the image", str(with_text))
     overview.add_row("decisions the image text changed (policy)", str(changed))
-    console.print(overview)
+    print_table(console, overview)
 
     decisions = list(collected.decisions.values())
     actions = Counter(d["action"] for d in decisions)
@@ -91,4 +92,4 @@ def _print_counts(
     table.add_column(unit, justify="right")
     for name in order or [name for name, _ in counts.most_common()]:
         table.add_row(name, str(counts.get(name, 0)))
-    console.print(table)
+    print_table(console, table)

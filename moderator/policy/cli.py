@@ -16,31 +16,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from moderator.policy.errors import PolicyError
+from moderator.tables import print_table
 
 policy_app = typer.Typer(no_args_is_help=True, help="Policy files: check, test, backtest.")
 bank_app = typer.Typer(no_args_is_help=True, help="Hash banks (PDQ, MD5, SHA-256 lists).")
 console = Console()
-
-
-def _print_table(table: Table) -> None:
-    """A table at its natural width, wider than the console if it must: rule ids, post ids
-    and figures are never cut (off a terminal rich assumes 80 columns)."""
-    needed = Measurement.get(console, console.options.update_width(1_000_000), table).maximum
-    if needed <= console.width:
-        console.print(table)
-        return
-    wide = Console(
-        file=console.file,
-        width=needed,
-        force_terminal=console.is_terminal,
-        color_system=console.color_system,  # type: ignore[arg-type]
-        no_color=console.no_color,
-    )
-    wide.print(table)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -90,7 +73,7 @@ def check(
             ", ".join(sorted(rule.reads)),
             expires,
         )
-    _print_table(table)
+    print_table(console, table)
     if show_python:
         console.print(policy.python_source, highlight=False, markup=False)
 
@@ -176,7 +159,7 @@ def _print_backtest(report: object, show: int) -> None:
             old_action.value,
             *(str(report.transitions[(old_action, new)]) for new in actions),
         )
-    _print_table(matrix)
+    print_table(console, matrix)
     for title, rows in (
         ("rules", report.rule_rows()),
         ("labels (categories)", report.label_rows()),
@@ -184,7 +167,7 @@ def _print_backtest(report: object, show: int) -> None:
         table = Table(title.split()[0], "old", "new", "change", title=title)
         for name, before, after in rows:
             table.add_row(name, str(before), str(after), f"{after - before:+d}")
-        _print_table(table)
+        print_table(console, table)
     if report.unreplayable_rules:
         console.print("[yellow]inputs not in the log (replayed as zero / no match):[/]")
         for rule, what in sorted(report.unreplayable_rules.items()):
@@ -198,7 +181,7 @@ def _print_backtest(report: object, show: int) -> None:
                 change.new_action.value,
                 ", ".join(change.new_rules),
             )
-        _print_table(table)
+        print_table(console, table)
 
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}

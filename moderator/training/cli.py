@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from moderator.errors import ModeratorError
+from moderator.tables import print_table
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
 console = Console()
@@ -133,7 +134,7 @@ def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
         table.add_column(column)
     for row in metrics_table(metrics):
         table.add_row(*row)
-    console.print(table)
+    print_table(console, table)
 
 
 @model_app.command()
