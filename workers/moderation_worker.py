@@ -58,7 +58,7 @@ class WorkerStats:
     actions: Counter[str] = field(default_factory=Counter)
 
 
-class _DrainOnRevoke(ConsumerRebalanceListener):
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python: untyped
     def __init__(self, worker: ModerationWorker) -> None:
         self.worker = worker
 

@@ -31,7 +31,7 @@ class ServeScorer:
 
     def __init__(
         self,
-        handle: DeploymentHandle,
+        handle: DeploymentHandle[Any],
         timeout_s: float,
         stop: threading.Event,
         health: WorkerHealth | None = None,

@@ -44,7 +44,6 @@ from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
 from moderator.benchmark import ingest
 from moderator.config import DEFAULT_POLICY, KafkaSettings, RedisSettings, Settings
-from moderator.demo import run as demo_run
 from moderator.demo.samples import sample_stream
 from moderator.io import connection_options, create_producer, ensure_topics
 from moderator.local import LocalBroker
@@ -191,18 +190,9 @@ def worker_ingest(kafka: KafkaSettings, posts: int, codec: str) -> dict[str, flo
         author_state=False,
     )
     samples = sample_stream(posts, seed=23, image_share=0.0, malformed_share=0.0, run_id=codec)
-    result = ingest.run_ingest(settings, samples, processes=1)
+    # Posts uncompressed, so only the decisions' codec differs between runs.
+    result = ingest.run_ingest(settings, samples, processes=1, posts_codec="none")
     return {"ingest_posts_per_s": result.posts_per_s}
-
-
-def _plain_posts(settings: Settings, samples: Any, console: Any, rate: float = 0.0) -> None:
-    # run_ingest pre-loads the posts with the settings' producer; keep the posts uncompressed
-    # so only the decisions' codec differs between runs.
-    kafka = settings.kafka.model_copy(update={"compression_type": "none"})
-    _produce_samples(settings.model_copy(update={"kafka": kafka}), samples, console, rate)
-
-
-_produce_samples = demo_run.produce_samples
 
 
 def main() -> None:
@@ -212,7 +202,6 @@ def main() -> None:
     parser.add_argument("--ingest-posts", type=int, default=0, help="0: no worker ingest runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    ingest.produce_samples = _plain_posts
     records = decisions(args.records)
     mean_bytes = sum(len(v) for _, v in records) / len(records)
     print(f"{len(records)} decision records, {mean_bytes:.0f} bytes each on average")

@@ -69,11 +69,21 @@ def _count_at(progress: Progress, when: float) -> int:
     return count
 
 
-def run_ingest(settings: Settings, samples: list[SampleRecord], processes: int) -> IngestResult:
-    """Pre-load a fresh topic with `samples`, then drain it with `processes` worker processes."""
+def run_ingest(
+    settings: Settings,
+    samples: list[SampleRecord],
+    processes: int,
+    posts_codec: str | None = None,
+) -> IngestResult:
+    """Pre-load a fresh topic with `samples`, then drain it with `processes` worker processes.
+    `posts_codec`: the compression the posts are produced with (default: the settings')."""
     settings = fresh_topics(settings)
     create_topics(settings, partitions=max(4, processes))
-    produce_samples(settings, samples, Console(quiet=True))
+    producing = settings
+    if posts_codec is not None:
+        kafka = settings.kafka.model_copy(update={"compression_type": posts_codec})
+        producing = settings.model_copy(update={"kafka": kafka})
+    produce_samples(producing, samples, Console(quiet=True))
     with tempfile.TemporaryDirectory(prefix="moderator-ingest-") as directory:
         config = write_settings_file(settings, Path(directory))
         children = [NoopWorker(config) for _ in range(processes)]

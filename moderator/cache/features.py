@@ -35,7 +35,7 @@ class FeatureCache:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis[bytes],
         model_version: str,
         dims: Mapping[FeatureKind, int],
         ttl_s: int,

@@ -34,7 +34,7 @@ class MemoryBound:
 
 
 def ensure_memory_bound(
-    client: redis.Redis, max_memory_mb: int | None, eviction_policy: str
+    client: redis.Redis[bytes], max_memory_mb: int | None, eviction_policy: str
 ) -> MemoryBound | None:
     """Set (when asked) and report the server's bound; None when Redis can't be asked."""
     applied = False

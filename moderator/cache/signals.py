@@ -23,7 +23,7 @@ KEY_PREFIX = "moderator:signal:v1"
 
 
 class SignalCache:
-    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis[bytes], ttl_s: int) -> None:
         self.client = client
         self.ttl_s = ttl_s
         self._available = True

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from kafka import KafkaConsumer
@@ -17,7 +18,9 @@ from moderator.schema import DeadLetter
 
 @dataclass
 class Collected:
-    decisions: dict[str, dict] = field(default_factory=dict)  # post_id → decision (last seen)
+    decisions: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # post_id → decision (last seen)
     decision_records: int = 0
     decision_timestamps_ms: dict[str, int] = field(default_factory=dict)
     dead_letters: list[tuple[DeadLetter, bytes | None]] = field(

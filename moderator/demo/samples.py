@@ -13,6 +13,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from PIL import Image, ImageDraw
@@ -101,8 +102,8 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 def _post(
     post_id: str, rng: random.Random, now: datetime, caption: str, image: bytes | None
-) -> dict:
-    post: dict = {
+) -> dict[str, Any]:
+    post: dict[str, Any] = {
         "schema_version": 1,
         "post_id": post_id,
         "author_id": f"author-{rng.randrange(200)}",

@@ -100,7 +100,7 @@ def _guarded(base: type) -> type:
     if base in _GUARDED:
         return _GUARDED[base]
 
-    class GuardedPartitionRecords(base):
+    class GuardedPartitionRecords(base):  # type: ignore[misc]  # kafka-python: untyped
         def take(self, n: int | None = None) -> list[Any]:
             # The consumer's position: where the previous take ended (or the fetch began).
             offset = max(self.fetch_offset, self.next_fetch_offset)

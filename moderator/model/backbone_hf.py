@@ -120,7 +120,8 @@ class HFDualEncoderBackbone(TorchBackbone):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         dtype = next(self.model.parameters()).dtype
         output: Any = self.model.get_image_features(pixel_values=images.to(dtype))  # type: ignore[operator]
-        return output.pooler_output
+        pooled: torch.Tensor = output.pooler_output
+        return pooled
 
     def tokenise(self, texts: list[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
@@ -135,7 +136,8 @@ class HFDualEncoderBackbone(TorchBackbone):
 
     def text_forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         output: Any = self.model.get_text_features(**batch)  # type: ignore[operator]
-        return output.pooler_output
+        pooled: torch.Tensor = output.pooler_output
+        return pooled
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -71,7 +71,8 @@ class MBConvBlock(nn.Module):
         h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
         h = self._bn2(self._project_conv(h))
-        return h + x if self.residual else h
+        out: torch.Tensor = h + x if self.residual else h
+        return out
 
 
 class EfficientNetLite0(nn.Module):
@@ -100,7 +101,8 @@ class EfficientNetLite0(nn.Module):
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled features [B, 1280] → ImageNet logits [B, 1000]."""
-        return self._fc(features)
+        logits: torch.Tensor = self._fc(features)
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.forward_features(x))

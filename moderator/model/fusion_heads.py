@@ -109,7 +109,8 @@ class LateFusionHead(FusionHead):
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
     ) -> torch.Tensor:
         t, i, present = self.standardise(text, image, has_image)
-        return self.text_mlp(t) + present * self.image_mlp(i)
+        scores: torch.Tensor = self.text_mlp(t) + present * self.image_mlp(i)
+        return scores
 
 
 class ConcatMLPHead(FusionHead):
@@ -121,7 +122,8 @@ class ConcatMLPHead(FusionHead):
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
     ) -> torch.Tensor:
         t, i, present = self.standardise(text, image, has_image)
-        return self.mlp(torch.cat([t, i, present], dim=1))
+        scores: torch.Tensor = self.mlp(torch.cat([t, i, present], dim=1))
+        return scores
 
 
 class CrossFusionHead(FusionHead):
@@ -146,7 +148,8 @@ class CrossFusionHead(FusionHead):
         interactions = torch.einsum("bi,bj->bij", pt, pi).flatten(1)
         if self.config.with_embeddings:
             interactions = torch.cat([interactions, t, i, present], dim=1)
-        return self.mlp(interactions)
+        scores: torch.Tensor = self.mlp(interactions)
+        return scores
 
 
 HEADS: dict[str, type[FusionHead]] = {

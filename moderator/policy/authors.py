@@ -42,7 +42,7 @@ __all__ = ["DAY", "HOUR", "AuthorStateConfig", "RedisAuthorStore"]
 
 
 class RedisAuthorStore:
-    def __init__(self, client: redis.Redis, config: AuthorStateConfig | None = None) -> None:
+    def __init__(self, client: redis.Redis[bytes], config: AuthorStateConfig | None = None) -> None:
         self.client = client
         self.config = config or AuthorStateConfig()
         self._pending: list[tuple[str, str, float, Action]] = []

@@ -79,9 +79,11 @@ def _is_hex(text: str) -> bool:
 def _popcount_rows(words: np.ndarray) -> np.ndarray:
     """Set bits per row of an (n, 4) uint64 array."""
     if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(words).sum(axis=1, dtype=np.int32)
+        counts: np.ndarray = np.bitwise_count(words).sum(axis=1, dtype=np.int32)
+        return counts
     table = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
-    return table[words.view(np.uint8)].reshape(len(words), -1).sum(axis=1)
+    summed: np.ndarray = table[words.view(np.uint8)].reshape(len(words), -1).sum(axis=1)
+    return summed
 
 
 class PdqIndex:

@@ -37,7 +37,7 @@ DEADLETTER_SCHEMA: dict[str, Any] = {
 }
 
 
-def schema_documents() -> dict[str, dict]:
+def schema_documents() -> dict[str, dict[str, Any]]:
     """File name → JSON Schema document."""
     from moderator.errors import ReasonCode
 
@@ -50,7 +50,7 @@ def schema_documents() -> dict[str, dict]:
     }
 
 
-def render(document: dict) -> bytes:
+def render(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 

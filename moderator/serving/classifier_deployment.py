@@ -170,4 +170,5 @@ class ClassifierDeployment:
 def build_app(args: ClassifierArgs) -> Application:
     """Typed app builder: import path ``moderator.serving.classifier_deployment:build_app``."""
     deployment = ClassifierDeployment.options(**deployment_options(args))  # type: ignore[attr-defined]
-    return deployment.bind(args)
+    app: Application = deployment.bind(args)
+    return app

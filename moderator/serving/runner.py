@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import ray
 from pydantic import SecretStr
@@ -17,7 +18,7 @@ from moderator.serving.ray_auth import check_token, new_local_token, resolve_tok
 logger = logging.getLogger(__name__)
 
 
-def deploy_classifier(serving: ServingSettings) -> DeploymentHandle:
+def deploy_classifier(serving: ServingSettings) -> DeploymentHandle[Any]:
     """Deploy (or update) the Classifier app without an HTTP proxy: workers use handles."""
     # Imported here so processes that only call the deployment never import torch.
     from moderator.serving.classifier_deployment import build_app
@@ -80,7 +81,7 @@ def start_local_ray(serving: ServingSettings, num_cpus: int) -> ServingSettings:
     )
 
 
-def get_classifier_handle(serving: ServingSettings, wait_s: float = 120.0) -> DeploymentHandle:
+def get_classifier_handle(serving: ServingSettings, wait_s: float = 120.0) -> DeploymentHandle[Any]:
     """Handle to a running Classifier app, waiting for it to appear (it may still be deploying)."""
     connect_ray(serving)
     deadline = time.monotonic() + wait_s

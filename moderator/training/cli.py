@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -292,7 +292,7 @@ def evaluate(
     no_cache: NoCache = False,
 ) -> None:
     """Score a data set with a checkpoint and report per-category figures."""
-    from moderator.model.inference import PRECISIONS, Precision
+    from moderator.model.inference import PRECISIONS
     from moderator.training.evaluate import run_eval
 
     spec = dataset_spec(
@@ -303,7 +303,7 @@ def evaluate(
     try:
         with _progress() as progress:
             report = run_eval(
-                checkpoint, data, spec, report_dir, split, cast(Precision, precision), seed,
+                checkpoint, data, spec, report_dir, split, precision, seed,
                 val_fraction, test_fraction, target_precision, limit,
                 _cache(cache_dir, no_cache), progress, device,
             )  # fmt: skip

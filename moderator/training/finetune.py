@@ -59,7 +59,8 @@ def _batch_logits(
         # uint8 to the device (pinned on CUDA), scaled there.
         features = backbone.image_features(backbone.preprocessing.to_tensor(pixels, device))
         image = image.index_put((torch.tensor(with_image, device=device),), features.float())
-    return head(text, image, has_image)
+    scores: torch.Tensor = head(text, image, has_image)
+    return scores
 
 
 def finetune_encoders(

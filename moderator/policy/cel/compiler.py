@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lark
-
 from moderator.policy.cel.errors import ExpressionError
 from moderator.policy.cel.exprcode import Code, CompileEnv
 from moderator.policy.cel.names import NameRules
 from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
 from moderator.policy.cel.syntax import (
+    Node,
     as_bool,
     located_error,
     numeric_hint,
@@ -68,23 +67,23 @@ class ExpressionCompiler(NameRules):
     def compile_value(self, text: str) -> Code:
         return self.visit(parse(text))
 
-    def visit(self, tree: lark.Tree) -> Code:
-        handler: Callable[[lark.Tree], Code] | None = getattr(self, f"_{tree.data}", None)
+    def visit(self, tree: Node) -> Code:
+        handler: Callable[[Node], Code] | None = getattr(self, f"_{tree.data}", None)
         if handler is None:
             raise located_error(tree, f"{tree.data} is not supported in policies")
         return handler(tree)
 
     # -- structure -------------------------------------------------------------------------
 
-    def _pass(self, tree: lark.Tree) -> Code:
+    def _pass(self, tree: Node) -> Code:
         return self.visit(tree.children[0])
 
     _member = _primary = _pass
 
-    def _paren_expr(self, tree: lark.Tree) -> Code:
+    def _paren_expr(self, tree: Node) -> Code:
         return self.visit(tree.children[0])
 
-    def _expr(self, tree: lark.Tree) -> Code:
+    def _expr(self, tree: Node) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         cond, then, other = (self.visit(child) for child in tree.children)
@@ -98,7 +97,7 @@ class ExpressionCompiler(NameRules):
             fails=cond.fails or then.fails or other.fails,
         )
 
-    def _logical(self, tree: lark.Tree, word: str, helper: str, op: str) -> Code:
+    def _logical(self, tree: Node, word: str, helper: str, op: str) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         left_node, right_node = tree.children
@@ -110,15 +109,15 @@ class ExpressionCompiler(NameRules):
             src = f"({left.src} {word} {right.src})"
         return Code(src, BOOL, fails=left.fails or right.fails)
 
-    def _conditionalor(self, tree: lark.Tree) -> Code:
+    def _conditionalor(self, tree: Node) -> Code:
         return self._logical(tree, "or", "_or", "||")
 
-    def _conditionaland(self, tree: lark.Tree) -> Code:
+    def _conditionaland(self, tree: Node) -> Code:
         return self._logical(tree, "and", "_and", "&&")
 
     # -- operators --------------------------------------------------------------------------
 
-    def _relation(self, tree: lark.Tree) -> Code:
+    def _relation(self, tree: Node) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         op_tree, right_node = tree.children
@@ -140,7 +139,7 @@ class ExpressionCompiler(NameRules):
             )
         return Code(f"({left.src} {op} {right.src})", BOOL, fails=fails)
 
-    def _equality(self, tree: lark.Tree, op: str, left: Code, right: Code) -> Code:
+    def _equality(self, tree: Node, op: str, left: Code, right: Code) -> Code:
         fails = left.fails or right.fails
         if left.type.is_dyn or right.type.is_dyn or NULL in (left.type, right.type):
             if NULL in (left.type, right.type) and not (
@@ -156,7 +155,7 @@ class ExpressionCompiler(NameRules):
             )
         return Code(f"({left.src} {op} {right.src})", BOOL, fails=fails)
 
-    def _in(self, tree: lark.Tree, item: Code, container: Code) -> Code:
+    def _in(self, tree: Node, item: Code, container: Code) -> Code:
         fails = item.fails or container.fails
         kind = container.type.kind
         if kind is Kind.DYN or (
@@ -177,7 +176,7 @@ class ExpressionCompiler(NameRules):
             return Code(f"({item.src} in {container.src})", BOOL, fails=fails or item.fails)
         raise located_error(tree, f"'in' needs a list or map on its right, got {container.type}")
 
-    def _arith_operands(self, tree: lark.Tree, op: str) -> tuple[Code, Code, CelType]:
+    def _arith_operands(self, tree: Node, op: str) -> tuple[Code, Code, CelType]:
         op_tree, right_node = tree.children
         left = self.visit(op_tree.children[0])
         right = self.visit(right_node)
@@ -196,7 +195,7 @@ class ExpressionCompiler(NameRules):
             )
         return left, right, left.type
 
-    def _addition(self, tree: lark.Tree) -> Code:
+    def _addition(self, tree: Node) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         op = "+" if tree.children[0].data == "addition_add" else "-"
@@ -209,7 +208,7 @@ class ExpressionCompiler(NameRules):
             return Code(src, kind_type, fails=fails)
         raise located_error(tree, f"'{op}' is not defined for {kind_type}")
 
-    def _multiplication(self, tree: lark.Tree) -> Code:
+    def _multiplication(self, tree: Node) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         name = str(tree.children[0].data).removeprefix("multiplication_")
@@ -226,7 +225,7 @@ class ExpressionCompiler(NameRules):
             return Code(f"_fdiv({left.src}, {right.src})", DOUBLE, fails=fails)
         raise located_error(tree, f"'{op}' is not defined for {kind_type}")
 
-    def _unary(self, tree: lark.Tree) -> Code:
+    def _unary(self, tree: Node) -> Code:
         if len(tree.children) == 1:
             return self.visit(tree.children[0])
         op_node, operand_node = tree.children

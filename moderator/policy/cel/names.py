@@ -19,6 +19,7 @@ from moderator.policy.cel.exprcode import ArgumentError, Code, CompileEnv
 from moderator.policy.cel.functions import FUNCTIONS
 from moderator.policy.cel.runtime import INT64_MAX, INT64_MIN
 from moderator.policy.cel.syntax import (
+    Node,
     as_bool,
     located_error,
     param_of,
@@ -53,10 +54,10 @@ class NameRules(ABC):
     _scope: dict[str, tuple[CelType, str]]
 
     @abstractmethod
-    def visit(self, tree: lark.Tree) -> Code:
+    def visit(self, tree: Node) -> Code:
         """Compile a sub-tree (the compiler's dispatch)."""
 
-    def _ident(self, tree: lark.Tree) -> Code:
+    def _ident(self, tree: Node) -> Code:
         token = tree.children[0]
         name = str(token)
         if name in self._scope:
@@ -74,7 +75,7 @@ class NameRules(ABC):
 
     _dot_ident = _ident
 
-    def _member_dot(self, tree: lark.Tree) -> Code:
+    def _member_dot(self, tree: Node) -> Code:
         receiver_node, token = tree.children
         receiver = self.visit(receiver_node)
         return self._select(receiver, str(token), token_of(token))
@@ -102,7 +103,7 @@ class NameRules(ABC):
             return Code(f"_dfield({receiver.src}, {name!r})", DYN, fails=True)
         raise located_error(token, f"{receiver.type} has no fields (selecting {name!r})")
 
-    def _check_category(self, name: str, node: lark.Tree | lark.Token) -> None:
+    def _check_category(self, name: str, node: Node | lark.Token) -> None:
         if name not in self.env.categories:
             raise located_error(
                 node,
@@ -110,7 +111,7 @@ class NameRules(ABC):
                 f"{', '.join(self.env.categories)}){suggestion(name, self.env.categories)}",
             )
 
-    def _member_index(self, tree: lark.Tree) -> Code:
+    def _member_index(self, tree: Node) -> Code:
         receiver_node, index_node = tree.children
         receiver = self.visit(receiver_node)
         index = self.visit(index_node)
@@ -128,13 +129,13 @@ class NameRules(ABC):
             return Code(f"_dindex({receiver.src}, {index.src})", DYN, fails=True)
         raise located_error(tree, f"{receiver.type} cannot be indexed")
 
-    def _member_object(self, tree: lark.Tree) -> Code:
+    def _member_object(self, tree: Node) -> Code:
         raise located_error(tree, "message construction (Type{...}) is not supported in policies")
 
-    def _call_args(self, tree: lark.Tree | None) -> list[lark.Tree]:
+    def _call_args(self, tree: Node | None) -> list[Node]:
         return [] if tree is None else list(tree.children)
 
-    def _member_dot_arg(self, tree: lark.Tree) -> Code:
+    def _member_dot_arg(self, tree: Node) -> Code:
         receiver_node, token, *rest = tree.children
         arg_nodes = self._call_args(rest[0] if rest else None)
         name = str(token)
@@ -143,7 +144,7 @@ class NameRules(ABC):
         receiver = self.visit(receiver_node)
         return self._call(name, token_of(token), receiver, receiver_node, arg_nodes)
 
-    def _ident_arg(self, tree: lark.Tree) -> Code:
+    def _ident_arg(self, tree: Node) -> Code:
         token, *rest = tree.children
         arg_nodes = self._call_args(rest[0] if rest else None)
         name = str(token)
@@ -158,8 +159,8 @@ class NameRules(ABC):
         name: str,
         token: lark.Token,
         receiver: Code | None,
-        receiver_node: lark.Tree | None,
-        arg_nodes: Sequence[lark.Tree],
+        receiver_node: Node | None,
+        arg_nodes: Sequence[Node],
     ) -> Code:
         function = FUNCTIONS.get(name)
         if function is None:
@@ -172,14 +173,14 @@ class NameRules(ABC):
             return function.emit(receiver, args, self.env)
         except ArgumentError as exc:
             if exc.index < 0 or exc.index >= len(arg_nodes):
-                node: lark.Tree | lark.Token = (
+                node: Node | lark.Token = (
                     receiver_node if exc.index < 0 and receiver_node else token
                 )
             else:
                 node = arg_nodes[exc.index]
             raise located_error(node, exc.message) from exc
 
-    def _has(self, tree: lark.Tree, arg_nodes: Sequence[lark.Tree]) -> Code:
+    def _has(self, tree: Node, arg_nodes: Sequence[Node]) -> Code:
         select = unwrap(arg_nodes[0]) if len(arg_nodes) == 1 else None
         if select is None or select.data != "member_dot":
             raise located_error(
@@ -201,7 +202,11 @@ class NameRules(ABC):
         raise located_error(token, f"has() needs a map or message, got {receiver.type}")
 
     def _macro(
-        self, tree: lark.Tree, name: str, receiver_node: lark.Tree, arg_nodes: Sequence[lark.Tree]
+        self,
+        tree: Node,
+        name: str,
+        receiver_node: Node,
+        arg_nodes: Sequence[Node],
     ) -> Code:
         receiver = self.visit(receiver_node)
         variable = unwrap(arg_nodes[0]) if len(arg_nodes) == 2 else None
@@ -233,7 +238,7 @@ class NameRules(ABC):
 
     # -- literals ---------------------------------------------------------------------------------
 
-    def _literal(self, tree: lark.Tree) -> Code:
+    def _literal(self, tree: Node) -> Code:
         token = token_of(tree.children[0])
         kind, text = token.type, str(token)
         if kind == "INT_LIT":
@@ -261,7 +266,7 @@ class NameRules(ABC):
             raise located_error(token, "unsigned ints (1u) are not supported: write 1")
         raise located_error(token, "bytes literals are not supported in policies")
 
-    def _list_lit(self, tree: lark.Tree) -> Code:
+    def _list_lit(self, tree: Node) -> Code:
         items = [
             self.visit(node)
             for node in self._call_args(tree.children[0] if tree.children else None)
@@ -278,7 +283,7 @@ class NameRules(ABC):
         code = Code(src, list_of(element or DYN), fails=any(i.fails for i in items))
         return code if const is None else Code(src, code.type, code.fails, const)
 
-    def _map_lit(self, tree: lark.Tree) -> Code:
+    def _map_lit(self, tree: Node) -> Code:
         nodes = self._call_args(tree.children[0] if tree.children else None)
         keys = [self.visit(node) for node in nodes[0::2]]
         values = [self.visit(node) for node in nodes[1::2]]
@@ -298,7 +303,7 @@ def emit_macro(
     receiver: Code,
     body: Code,
     var: str,
-    body_node: lark.Tree,
+    body_node: Node,
 ) -> Code:
     fails = receiver.fails or body.fails
     if name in ("exists", "all", "exists_one"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection
+from typing import Any, TypeAlias
 
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -12,8 +13,11 @@ from moderator.policy.cel.errors import ExpressionError
 from moderator.policy.cel.exprcode import Code, coerce
 from moderator.policy.cel.typesystem import BOOL, DOUBLE, DYN, INT, CelType
 
+Node: TypeAlias = "lark.Tree[Any]"
+"""A node of a parsed expression (its leaves are lark Tokens)."""
 
-def parse(text: str) -> lark.Tree:
+
+def parse(text: str) -> Node:
     """Parse with cel-python's grammar; syntax errors become ExpressionError."""
     from celpy.celparser import CELParser
 
@@ -48,7 +52,7 @@ def _end(text: str) -> tuple[int, int]:
     return len(lines), len(lines[-1]) + 1
 
 
-def position(node: lark.Tree | lark.Token) -> tuple[int, int]:
+def position(node: Node | lark.Token) -> tuple[int, int]:
     if isinstance(node, lark.Token):
         return node.line or 1, node.column or 1
     meta = node.meta
@@ -57,7 +61,7 @@ def position(node: lark.Tree | lark.Token) -> tuple[int, int]:
     return meta.line, meta.column
 
 
-def located_error(node: lark.Tree | lark.Token, message: str) -> ExpressionError:
+def located_error(node: Node | lark.Token, message: str) -> ExpressionError:
     return ExpressionError(message, *position(node))
 
 
@@ -66,7 +70,7 @@ def suggestion(name: str, known: Collection[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def unwrap(tree: lark.Tree) -> lark.Tree | None:
+def unwrap(tree: Node) -> Node | None:
     """Descend single-child wrapper nodes (expr → ... → member → primary) to the real node."""
     node = tree
     while (
@@ -78,13 +82,13 @@ def unwrap(tree: lark.Tree) -> lark.Tree | None:
     return node if isinstance(node, lark.Tree) else None
 
 
-def token_of(node: lark.Tree | lark.Token) -> lark.Token:
+def token_of(node: Node | lark.Token) -> lark.Token:
     if not isinstance(node, lark.Token):  # pragma: no cover - the grammar puts tokens here
         raise ExpressionError("internal: expected a token", *position(node))
     return node
 
 
-def typed(code: Code, wanted: CelType, node: lark.Tree | lark.Token, what: str) -> Code:
+def typed(code: Code, wanted: CelType, node: Node | lark.Token, what: str) -> Code:
     """`code` as a value of type `wanted`, or an error located at `node`."""
     coerced = coerce(code, wanted)
     if coerced is None:
@@ -92,7 +96,7 @@ def typed(code: Code, wanted: CelType, node: lark.Tree | lark.Token, what: str) 
     return coerced
 
 
-def as_bool(code: Code, node: lark.Tree | lark.Token, what: str) -> Code:
+def as_bool(code: Code, node: Node | lark.Token, what: str) -> Code:
     return typed(code, BOOL, node, what)
 
 
