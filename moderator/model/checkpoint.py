@@ -11,18 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from moderator.model.base import ModerationModel
+from moderator.model.checkpoint_files import CONFIG_FILE, parse_config, read_config_json
 from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_model import load_fusion
 from moderator.model.inference import InferenceOptions, validate_options
-from moderator.model.starter_config import read_json
 from moderator.model.starter_model import load_starter
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
 SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 
 CheckpointLoader = Callable[[Path, dict[str, Any], InferenceOptions], ModerationModel]
@@ -59,14 +58,8 @@ def load_model(
     if not directory.is_dir():
         raise ModelLoadError(f"checkpoint directory {directory} does not exist (or is a file)")
     config_path = directory / CONFIG_FILE
-    raw = read_json(config_path)
-    if not isinstance(raw, dict):
-        kind = type(raw).__name__
-        raise ModelLoadError(f"invalid {config_path}: expected a JSON object, got {kind}")
-    try:
-        header = CheckpointHeader.model_validate(raw)
-    except ValidationError as e:
-        raise ModelLoadError.from_validation(config_path, e) from e
+    raw = read_config_json(directory)
+    header = parse_config(CheckpointHeader, directory, raw)
     if header.format_version not in SUPPORTED_FORMAT_VERSIONS:
         raise ModelLoadError(
             f"invalid {config_path}: field 'format_version': {header.format_version} is not "

@@ -1,34 +1,20 @@
-"""config.json of a fine-tuned "fusion" checkpoint, and reading/writing its safetensors files.
+"""FusionConfig: config.json of a fine-tuned "fusion" checkpoint, its fields and validation.
 
-A fusion checkpoint is a directory:
-
-    config.json            this FusionConfig (backbone, dims, categories, head, preprocessing)
-    head.safetensors       fusion head weights and input statistics
-    backbone.safetensors   only after stage 2: the fine-tuned encoder weights
-
-Nothing is pickled: tensors travel as safetensors, everything else as JSON.
+The checkpoint directory's files (config.json, head.safetensors, backbone.safetensors), reading
+and writing them and the content hash live in moderator/model/checkpoint_files.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Any, Literal
 
-import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
-from moderator.model.errors import ModelLoadError
+from moderator.model.checkpoint_files import HEAD_FILE
 from moderator.model.fusion_heads import HeadConfig
 
-CONFIG_FILE = "config.json"
 Modalities = Literal["both", "text", "image"]
-HEAD_FILE = "head.safetensors"
-BACKBONE_FILE = "backbone.safetensors"
 
 
 class FusionConfig(BaseModel):
@@ -73,44 +59,3 @@ class FusionConfig(BaseModel):
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds.values()):
             raise ValueError("thresholds must lie in [0, 1]")
         return self
-
-
-def read_fusion_config(directory: Path, raw: dict[str, Any]) -> FusionConfig:
-    try:
-        return FusionConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ModelLoadError.from_validation(directory / CONFIG_FILE, e) from e
-
-
-def write_config(directory: Path, config: FusionConfig) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
-    (directory / CONFIG_FILE).write_text(text, encoding="utf-8")
-
-
-def save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Contiguous fp32 copies, so shared or strided tensors never trip safetensors."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelLoadError(f"missing {path.name} in checkpoint directory {path.parent}")
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot read {path} as safetensors: {e}") from e
-
-
-def content_hash(directory: Path, config: FusionConfig) -> str:
-    """sha256 over the canonical config and every weights file: changes when any of them does."""
-    digest = hashlib.sha256(
-        json.dumps(config.model_dump(mode="json"), sort_keys=True).encode("utf-8")
-    )
-    for name in (config.head_weights, config.backbone_weights):
-        if name is not None:
-            path = directory / name
-            if path.is_file():
-                digest.update(path.read_bytes())
-    return digest.hexdigest()

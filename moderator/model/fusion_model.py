@@ -17,18 +17,17 @@ import torch
 from moderator.model.backbone_base import BackboneEncoder
 from moderator.model.backbones import load_backbone
 from moderator.model.base import check_pixels, check_score_inputs
-from moderator.model.errors import ModelLoadError
-from moderator.model.fusion_config import (
+from moderator.model.checkpoint_files import (
     BACKBONE_FILE,
     CONFIG_FILE,
-    FusionConfig,
-    Modalities,
     content_hash,
     load_tensors,
-    read_fusion_config,
+    parse_config,
     save_tensors,
     write_config,
 )
+from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_config import FusionConfig, Modalities
 from moderator.model.fusion_heads import FusionHead, build_head
 from moderator.model.inference import (
     InferenceOptions,
@@ -220,7 +219,7 @@ def load_fusion(
     directory: Path, raw: dict[str, Any], options: InferenceOptions | None = None
 ) -> FusionModerationModel:
     """Checkpoint loader for kind "fusion"; every check runs before the model is usable."""
-    config = read_fusion_config(directory, raw)
+    config = parse_config(FusionConfig, directory, raw)
     validate_options(options or InferenceOptions())
     head = load_head(directory, config)  # cheap checks first, before loading encoders
     backbone = load_backbone(config.backbone, config.preprocessing, directory)

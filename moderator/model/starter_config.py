@@ -3,15 +3,15 @@ optionally, a caption head (a caption-only "fusion" checkpoint in a subdirectory
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from moderator.model.checkpoint_files import CONFIG_FILE, parse_config, read_config, read_json
 from moderator.model.errors import ModelLoadError
-from moderator.model.fusion_config import FusionConfig, read_fusion_config
+from moderator.model.fusion_config import FusionConfig
 
 IMAGENET_MAPPING_FILE = "imagenet_categories.json"
 
@@ -74,11 +74,8 @@ class StarterSpec:
 
 def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpec:
     """Validate config.json (already parsed) and read the mapping file beside it."""
-    config_path = directory / "config.json"
-    try:
-        config = StarterConfig.model_validate(raw_config)
-    except ValidationError as e:
-        raise ModelLoadError.from_validation(config_path, e) from e
+    config_path = directory / CONFIG_FILE
+    config = parse_config(StarterConfig, directory, raw_config)
     mapping_path = directory / IMAGENET_MAPPING_FILE
     try:
         mapping = _MAPPING_ADAPTER.validate_python(read_json(mapping_path))
@@ -93,10 +90,7 @@ def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpe
 
 
 def _read_caption_head(head_dir: Path, config_path: Path) -> FusionConfig:
-    raw = read_json(head_dir / "config.json")
-    if not isinstance(raw, dict):
-        raise ModelLoadError(f"invalid {head_dir / 'config.json'}: expected a JSON object")
-    head = read_fusion_config(head_dir, raw)
+    head = read_config(FusionConfig, head_dir)
     if head.backbone.type != "offline" or head.backbone_weights is not None:
         raise ModelLoadError(
             f"invalid {config_path}: field 'caption_head': the starter shares its pretrained "
@@ -104,18 +98,6 @@ def _read_caption_head(head_dir: Path, config_path: Path) -> FusionConfig:
             f"(got {head.backbone.type}, fine-tuned={head.backbone_weights is not None})"
         )
     return head
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file, turning every failure into a ModelLoadError that names the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ModelLoadError(f"missing {path.name} in checkpoint directory {path.parent}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ModelLoadError(f"cannot read {path}: {e}") from e
-    except json.JSONDecodeError as e:
-        raise ModelLoadError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
 
 
 def _check_categories(

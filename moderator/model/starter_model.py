@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from moderator.model.base import check_pixels, check_score_inputs
+from moderator.model.checkpoint_files import CONFIG_FILE, content_hash
 from moderator.model.efficientnet_lite import (
     FEATURE_DIM,
     NUM_CLASSES,
@@ -23,7 +24,6 @@ from moderator.model.efficientnet_lite import (
     pixels_to_tensor,
 )
 from moderator.model.errors import ModelLoadError
-from moderator.model.fusion_config import content_hash
 from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import load_head
 from moderator.model.inference import (
@@ -79,7 +79,7 @@ class StarterModerationModel:
             dims = (head_config.text_embedding_dim, head_config.image_embedding_dim)
             if dims != (TEXT_EMBEDDING_DIM, FEATURE_DIM):
                 raise ModelLoadError(
-                    f"invalid {head_dir / 'config.json'}: embedding dims {dims} do not match the "
+                    f"invalid {head_dir / CONFIG_FILE}: embedding dims {dims} do not match the "
                     f"starter's encoders ({TEXT_EMBEDDING_DIM}, {FEATURE_DIM})"
                 )
             self._head = prepare_module(load_head(head_dir, head_config), self.options)

@@ -16,7 +16,8 @@ from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
 from moderator.model.base import score_captions
-from moderator.model.fusion_config import FusionConfig, content_hash
+from moderator.model.checkpoint_files import content_hash, read_config
+from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.training.dataset import (
     Dataset,
@@ -162,7 +163,7 @@ def run_training(
         training=_provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )
     save_fusion_checkpoint(out, fusion_config, head, backbone if config.unfreeze else None)
-    saved = FusionConfig.model_validate_json((out / "config.json").read_text(encoding="utf-8"))
+    saved = read_config(FusionConfig, out)
     report: dict[str, Any] = {
         "model_version": f"{saved.name}-{content_hash(out, saved)[:12]}",
         "checkpoint": str(out),

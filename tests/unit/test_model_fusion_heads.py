@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moderator.model.fusion_config import load_tensors, save_tensors
+from moderator.model.checkpoint_files import load_tensors, save_tensors
 from moderator.model.fusion_heads import HEADS, CrossFusionHead, FusionHead, HeadConfig, build_head
 
 TEXT_DIM, IMAGE_DIM, OUTPUTS = 12, 20, 3

@@ -1,0 +1,105 @@
+"""The files of a checkpoint directory: their names, reading and writing them, the content hash.
+
+Every checkpoint directory holds config.json; a fusion checkpoint (and the starter's caption
+head, which is one) also holds its weights:
+
+    config.json            the config (StarterConfig or FusionConfig), JSON
+    head.safetensors       fusion head weights and input statistics
+    backbone.safetensors   only after stage 2: the fine-tuned encoder weights
+
+Nothing is pickled: tensors travel as safetensors, everything else as JSON. This module knows
+files, not models: it imports no model class, so every loader and writer can import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from pydantic import BaseModel, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from moderator.model.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from moderator.model.fusion_config import FusionConfig
+
+CONFIG_FILE = "config.json"
+HEAD_FILE = "head.safetensors"
+BACKBONE_FILE = "backbone.safetensors"
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, turning every failure into a ModelLoadError that names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"missing {path.name} in checkpoint directory {path.parent}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"cannot read {path}: {e}") from e
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
+
+
+def read_config_json(directory: Path) -> dict[str, Any]:
+    """The parsed config.json of `directory`, which must be a JSON object."""
+    path = directory / CONFIG_FILE
+    raw = read_json(path)
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"invalid {path}: expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def read_config(model: type[ConfigT], directory: Path) -> ConfigT:
+    """config.json of `directory`, read and validated as `model`."""
+    return parse_config(model, directory, read_config_json(directory))
+
+
+def parse_config(model: type[ConfigT], directory: Path, raw: Any) -> ConfigT:
+    """Validate the parsed config.json of `directory` as `model`; errors name the file."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise ModelLoadError.from_validation(directory / CONFIG_FILE, e) from e
+
+
+def write_config(directory: Path, config: BaseModel) -> None:
+    """config.json: the config's JSON dump, indented, fields in declaration order."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+    (directory / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+def save_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Contiguous fp32 copies, so shared or strided tensors never trip safetensors."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file onto the CPU; a missing or unreadable file is a ModelLoadError."""
+    if not path.is_file():
+        raise ModelLoadError(f"missing {path.name} in checkpoint directory {path.parent}")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot read {path} as safetensors: {e}") from e
+
+
+def content_hash(directory: Path, config: FusionConfig) -> str:
+    """sha256 over the canonical config and every weights file: changes when any of them does."""
+    digest = hashlib.sha256(
+        json.dumps(config.model_dump(mode="json"), sort_keys=True).encode("utf-8")
+    )
+    for name in (config.head_weights, config.backbone_weights):
+        if name is not None:
+            path = directory / name
+            if path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
