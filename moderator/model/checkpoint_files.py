@@ -103,3 +103,16 @@ def content_hash(directory: Path, config: FusionConfig) -> str:
             if path.is_file():
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def checkpoint_version(name: str, directory: Path, config: FusionConfig) -> str:
+    """Model version of the weights `config` describes in `directory`: `<name>-<12 hex>`.
+
+    The 12 hex digits are the start of content_hash (the canonical config and every weights
+    file), so changing either gives a new version, and with it new feature-cache keys. name is
+    the fusion config's `name`, or for the starter's caption head the starter's own
+    `model_version`. The model appends InferenceOptions.version_suffix() itself. Every
+    checkpoint already written carries a version made by this formula (decisions and caches
+    refer to it): tests/unit/test_model_version.py pins the packaged starter's.
+    """
+    return f"{name}-{content_hash(directory, config)[:12]}"

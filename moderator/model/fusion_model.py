@@ -20,7 +20,7 @@ from moderator.model.base import check_pixels, check_score_inputs
 from moderator.model.checkpoint_files import (
     BACKBONE_FILE,
     CONFIG_FILE,
-    content_hash,
+    checkpoint_version,
     load_tensors,
     parse_config,
     save_tensors,
@@ -226,7 +226,7 @@ def load_fusion(
     check_backbone(config, backbone, directory)
     if config.backbone_weights is not None:
         load_backbone_weights(directory, config.backbone_weights, backbone)
-    version = f"{config.name}-{content_hash(directory, config)[:12]}"
+    version = checkpoint_version(config.name, directory, config)
     return FusionModerationModel(config, backbone, head, version, options)
 
 

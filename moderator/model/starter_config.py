@@ -9,7 +9,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from moderator.model.checkpoint_files import CONFIG_FILE, parse_config, read_config, read_json
+from moderator.model.checkpoint_files import (
+    CONFIG_FILE,
+    checkpoint_version,
+    parse_config,
+    read_config,
+    read_json,
+)
 from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_config import FusionConfig
 
@@ -70,6 +76,18 @@ class StarterSpec:
     imagenet_classes: dict[str, list[ImageNetClass]]
     caption_head: FusionConfig | None = None
     caption_head_dir: Path | None = None
+
+    @property
+    def model_version(self) -> str:
+        """config.model_version, followed by the caption head's content hash when there is one.
+
+        Before InferenceOptions.version_suffix(), which the model appends.
+        """
+        if self.caption_head is None or self.caption_head_dir is None:
+            return self.config.model_version
+        return checkpoint_version(
+            self.config.model_version, self.caption_head_dir, self.caption_head
+        )
 
 
 def read_starter_spec(directory: Path, raw_config: dict[str, Any]) -> StarterSpec:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from moderator.model.base import check_pixels, check_score_inputs
-from moderator.model.checkpoint_files import CONFIG_FILE, content_hash
+from moderator.model.checkpoint_files import CONFIG_FILE
 from moderator.model.efficientnet_lite import (
     FEATURE_DIM,
     NUM_CLASSES,
@@ -56,7 +56,7 @@ class StarterModerationModel:
         config = spec.config
         self.options = options or InferenceOptions()
         validate_options(self.options)
-        self.model_version = config.model_version + self.options.version_suffix()
+        self.model_version = spec.model_version + self.options.version_suffix()
         self.categories = list(config.categories)
         self.image_size = config.image_size
         self.reads_image_text = config.reads_image_text
@@ -84,8 +84,6 @@ class StarterModerationModel:
                 )
             self._head = prepare_module(load_head(head_dir, head_config), self.options)
             self._head_columns = [self.categories.index(c) for c in head_config.categories]
-            digest = content_hash(head_dir, head_config)[:12]
-            self.model_version = f"{config.model_version}-{digest}{self.options.version_suffix()}"
         # Prototypes above were encoded before this point: on the CPU in fp32 whatever the options.
         apply_cuda_flags(self.options)
         prepare_module(self._image_net, self.options)

@@ -16,7 +16,7 @@ from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
 from moderator.model.base import score_captions
-from moderator.model.checkpoint_files import content_hash, read_config
+from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.training.dataset import (
@@ -165,7 +165,7 @@ def run_training(
     save_fusion_checkpoint(out, fusion_config, head, backbone if config.unfreeze else None)
     saved = read_config(FusionConfig, out)
     report: dict[str, Any] = {
-        "model_version": f"{saved.name}-{content_hash(out, saved)[:12]}",
+        "model_version": checkpoint_version(saved.name, out, saved),
         "checkpoint": str(out),
         "backbone": backbone_spec.model_dump(),
         "head": config.head.model_dump(),
