@@ -104,8 +104,8 @@ def davidson(
     from moderator.model import load_model
     from moderator.model.base import score_captions
     from moderator.training.dataset import PRESETS, read_dataset, sample_indices
+    from moderator.training.evaluate import split_for_eval
     from moderator.training.metrics import auroc
-    from moderator.training.run import split_for_eval
 
     load_start = load_average()
     data = SHARED / "davidson" / "labeled_data.csv"

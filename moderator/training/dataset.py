@@ -295,3 +295,14 @@ def sample_indices(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
     fraction = limit / len(labels)
     split = split_indices(labels, 0.0, 1.0 - fraction, seed)
     return split["train"]
+
+
+def limit_rows(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
+    """The data set after --limit: a seeded, stratified sample of `limit` rows (None: all).
+
+    `moderator train` and `moderator eval` both apply --limit through here before splitting, so
+    eval with the same limit, fractions and seed rebuilds the split training held out.
+    """
+    if limit is None:
+        return dataset
+    return dataset.subset(sample_indices(dataset.labels(), limit, seed))

@@ -1,5 +1,5 @@
-"""The two pipelines behind the CLI: train (data → checkpoint + report) and eval (checkpoint +
-data → report). Both are plain functions, so tests and notebooks call them without typer."""
+"""`moderator train`: data → checkpoint + report, a plain function, so tests and notebooks call it
+without typer. Evaluation (`moderator eval`) lives in evaluate.py."""
 
 from __future__ import annotations
 
@@ -15,23 +15,18 @@ from rich.progress import Progress
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
-from moderator.model.base import score_captions
 from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.training.dataset import (
     Dataset,
     DatasetSpec,
+    limit_rows,
     read_dataset,
-    sample_indices,
     split_indices,
 )
 from moderator.training.device import amp_dtype, training_device
-from moderator.training.embedding_cache import (
-    cached_embeddings,
-    compute_embeddings,
-    load_pixels,
-)
+from moderator.training.embedding_cache import cached_embeddings, compute_embeddings
 from moderator.training.errors import TrainingDataError
 from moderator.training.finetune import finetune_encoders
 from moderator.training.report import (
@@ -78,9 +73,7 @@ def load_splits(
     limit: int | None = None,
 ) -> Splits:
     """Seeded, stratified train/val/test; a separate validation file replaces the val split."""
-    dataset = read_dataset(data, spec)
-    if limit is not None:
-        dataset = dataset.subset(sample_indices(dataset.labels(), limit, config.seed))
+    dataset = limit_rows(read_dataset(data, spec), limit, config.seed)
     val_fraction = 0.0 if val_data is not None else config.val_fraction
     parts = split_indices(dataset.labels(), val_fraction, config.test_fraction, config.seed)
     val_file = None
@@ -247,64 +240,3 @@ def _provenance(
         "class_weighting": config.class_weighting,
         "stage2": config.unfreeze,
     }
-
-
-def split_for_eval(
-    dataset: Dataset,
-    split: str,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    limit: int | None,
-) -> tuple[Dataset, np.ndarray | None]:
-    """The data set after --limit and the rows of the split `moderator train` made with the same
-    fractions, seed and limit (None: all rows)."""
-    if limit is not None:
-        dataset = dataset.subset(sample_indices(dataset.labels(), limit, seed))
-    if split == "all":
-        return dataset, None
-    parts = split_indices(dataset.labels(), val_fraction, test_fraction, seed)
-    if split not in parts:
-        raise ValueError(f"split must be all, train, val or test; got {split!r}")
-    return dataset, parts[split]
-
-
-def scores_for(
-    model: Any,
-    dataset: Dataset,
-    rows: np.ndarray | None,
-    cache_dir: Path | None,
-    progress: Progress | None = None,
-) -> np.ndarray:
-    """Scores [rows, model categories] through the model's own API (any checkpoint kind).
-
-    A fusion checkpoint on pretrained encoders at fp32 scores from cached embeddings of the
-    whole file; any other model encodes the rows itself, as serving would.
-    """
-    from moderator.model.fusion_model import FusionModerationModel
-
-    if (
-        isinstance(model, FusionModerationModel)
-        and model.options.precision == "fp32"
-        and model.config.backbone_weights is None
-    ):
-        embeddings = cached_embeddings(model.backbone, dataset, cache_dir, progress)
-        if rows is not None:
-            embeddings = embeddings.subset(rows)
-        return model.score_embeddings(embeddings.text, embeddings.image, embeddings.has_image)
-    examples = dataset.examples if rows is None else [dataset.examples[i] for i in rows]
-    out = np.zeros((len(examples), len(model.categories)), dtype=np.float32)
-    task = progress.add_task("scoring", total=len(examples)) if progress else None
-    for start in range(0, len(examples), 64):
-        chunk = examples[start : start + 64]
-        has_image = np.array([e.image is not None for e in chunk])
-        vectors = np.zeros((len(chunk), model.image_embedding_dim), dtype=np.float32)
-        paths = [e.image for e in chunk if e.image is not None]
-        if paths:
-            pixels = np.stack([load_pixels(p, model.image_size) for p in paths])
-            vectors[has_image] = model.embed_images(pixels)
-        captions = [e.text for e in chunk]
-        out[start : start + len(chunk)] = score_captions(model, captions, vectors, has_image)
-        if progress and task is not None:
-            progress.advance(task, len(chunk))
-    return out
