@@ -54,6 +54,13 @@ def _mlp(inputs: int, config: HeadConfig, outputs: int) -> nn.Sequential:
     )
 
 
+def _final_layer(mlp: nn.Sequential, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mlp(inputs), the input of its last layer): the same operations as mlp(inputs)."""
+    hidden: torch.Tensor = mlp[:-1](inputs)
+    scores: torch.Tensor = mlp[-1](hidden)
+    return scores, hidden
+
+
 class FusionHead(nn.Module):
     """Base class: input standardisation buffers and the forward signature."""
 
@@ -96,6 +103,14 @@ class FusionHead(nn.Module):
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
     ) -> torch.Tensor:
         """text [B, Dt], image [B, Di], has_image bool [B] → logits [B, outputs]."""
+        return self.logits_and_features(text, image, has_image)[0]
+
+    def logits_and_features(
+        self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (logits [B, outputs], fused representation [B, F]): the input of the final linear
+        layer (the MLP's hidden activations; late: both MLPs', the image half zero without an
+        image). Training's RGCL loss works on it; the logits are exactly forward's."""
         raise NotImplementedError
 
 
@@ -105,12 +120,13 @@ class LateFusionHead(FusionHead):
         self.text_mlp = _mlp(text_dim, config, outputs)
         self.image_mlp = _mlp(image_dim, config, outputs)
 
-    def forward(
+    def logits_and_features(
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t, i, present = self.standardise(text, image, has_image)
-        scores: torch.Tensor = self.text_mlp(t) + present * self.image_mlp(i)
-        return scores
+        ht, hi = self.text_mlp[:-1](t), self.image_mlp[:-1](i)
+        scores: torch.Tensor = self.text_mlp[-1](ht) + present * self.image_mlp[-1](hi)
+        return scores, torch.cat([ht, present * hi], dim=1)
 
 
 class ConcatMLPHead(FusionHead):
@@ -118,12 +134,11 @@ class ConcatMLPHead(FusionHead):
         super().__init__(config, text_dim, image_dim, outputs)
         self.mlp = _mlp(text_dim + image_dim + 1, config, outputs)
 
-    def forward(
+    def logits_and_features(
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t, i, present = self.standardise(text, image, has_image)
-        scores: torch.Tensor = self.mlp(torch.cat([t, i, present], dim=1))
-        return scores
+        return _final_layer(self.mlp, torch.cat([t, i, present], dim=1))
 
 
 class CrossFusionHead(FusionHead):
@@ -136,9 +151,9 @@ class CrossFusionHead(FusionHead):
         extra = text_dim + image_dim + 1 if config.with_embeddings else 0
         self.mlp = _mlp(side * side + extra, config, outputs)
 
-    def forward(
+    def logits_and_features(
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         t, i, present = self.standardise(text, image, has_image)
         pt = nn.functional.normalize(self.text_projection(t), dim=1)
         pi = nn.functional.normalize(self.image_projection(i), dim=1) * present
@@ -148,8 +163,7 @@ class CrossFusionHead(FusionHead):
         interactions = torch.einsum("bi,bj->bij", pt, pi).flatten(1)
         if self.config.with_embeddings:
             interactions = torch.cat([interactions, t, i, present], dim=1)
-        scores: torch.Tensor = self.mlp(interactions)
-        return scores
+        return _final_layer(self.mlp, interactions)
 
 
 HEADS: dict[str, type[FusionHead]] = {

@@ -188,6 +188,18 @@ def train(
         bool,
         typer.Option(help="Stage 2 on CUDA: bf16 autocast (fp16 + loss scaling without bf16)."),
     ] = True,
+    rgcl_weight: Annotated[
+        float,
+        typer.Option(
+            help="Stage 1: weight of the retrieval-guided contrastive loss (RGCL); 0 = off."
+        ),
+    ] = 0.0,
+    rgcl_negatives: Annotated[
+        int, typer.Option(help="RGCL: hard negatives retrieved per example.")
+    ] = 8,
+    rgcl_temperature: Annotated[
+        float, typer.Option(help="RGCL: temperature of the InfoNCE loss.")
+    ] = 0.1,
     limit: Limit = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -237,6 +249,9 @@ def train(
                 "stage2_epochs": stage2_epochs,
                 "device": device,
                 "amp": amp,
+                "rgcl_weight": rgcl_weight,
+                "rgcl_negatives": rgcl_negatives,
+                "rgcl_temperature": rgcl_temperature,
             }
         )
         backbone_spec = parse_backbone(backbone)

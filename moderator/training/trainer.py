@@ -3,6 +3,8 @@ the encoders and the head end to end, meant for a GPU.
 
 Seeded: the same data, configuration and seed give the same weights (on the same machine).
 Early stopping watches the validation set's mean AUROC; the best epoch's weights are kept.
+With `rgcl_weight` > 0, stage 1 adds retrieval-guided contrastive learning (moderator/training/
+rgcl.py); the training loss in History then includes that term.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from moderator.model.fusion_model import apply_modalities
 from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.metrics import mean_auroc
+from moderator.training.rgcl import build_index, label_groups, rgcl_loss
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,17 @@ class TrainConfig(BaseModel):
         default=True,
         description="stage 2 on CUDA: bf16 autocast (fp16 + loss scaling on GPUs "
         "without bf16); no effect on the CPU or in stage 1",
+    )
+    rgcl_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="stage 1: weight of the retrieval-guided contrastive loss (0: off)",
+    )
+    rgcl_negatives: int = Field(
+        default=8, gt=0, description="RGCL: hard negatives retrieved per example"
+    )
+    rgcl_temperature: float = Field(
+        default=0.1, gt=0, description="RGCL: temperature of the InfoNCE loss"
     )
 
 
@@ -135,16 +149,28 @@ def train_head(
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
     val_inputs = tuple(t.to(device) for t in _tensors(val, config.modalities))
     val_targets = torch.from_numpy(val_labels.astype(np.float32)).to(device)
+    groups = label_groups(labels) if config.rgcl_weight > 0 else None
     history = History()
     best_state, best_score, best_loss = copy.deepcopy(head.state_dict()), -math.inf, math.inf
     task = progress.add_task("stage 1: head", total=config.epochs) if progress else None
     for epoch in range(config.epochs):
         head.train()
         order = torch.randperm(len(labels), generator=generator)
+        # RGCL: this epoch's index of the training set's fused representations (no dropout).
+        index = build_index(head, text, image, has_image) if groups is not None else None
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size].to(device)
-            loss = loss_fn(head(text[rows], image[rows], has_image[rows]), labels[rows])
+            if index is None or groups is None:
+                loss = loss_fn(head(text[rows], image[rows], has_image[rows]), labels[rows])
+            else:
+                logits, features = head.logits_and_features(
+                    text[rows], image[rows], has_image[rows]
+                )
+                contrastive = rgcl_loss(
+                    features, rows, index, groups, config.rgcl_negatives, config.rgcl_temperature
+                )
+                loss = loss_fn(logits, labels[rows]) + config.rgcl_weight * contrastive
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
