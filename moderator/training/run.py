@@ -239,4 +239,16 @@ def _provenance(
         "best_epoch": best_epoch,
         "class_weighting": config.class_weighting,
         "stage2": config.unfreeze,
+        # Only when on, so runs without it write the files they always did.
+        **(
+            {
+                "rgcl": {
+                    "weight": config.rgcl_weight,
+                    "negatives": config.rgcl_negatives,
+                    "temperature": config.rgcl_temperature,
+                }
+            }
+            if config.rgcl_weight
+            else {}
+        ),
     }

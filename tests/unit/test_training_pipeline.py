@@ -198,3 +198,14 @@ def test_stage2_fine_tunes_a_tiny_clip(
     pixels = np.stack([load_pixels(e.image, 32) for e in read_dataset(data, SPEC).examples[:2]])  # type: ignore[arg-type]
     scores = score_captions(model, ["a", "b"], model.embed_images(pixels), np.ones(2, bool))
     assert np.isfinite(scores).all()
+
+
+def test_rgcl_options_are_recorded_in_the_checkpoint(
+    synthetic: Path, cache_dir: Path, cross_run: Path, tmp_path: Path
+) -> None:
+    train(synthetic, tmp_path, cache_dir, rgcl_weight=0.5, epochs=2)
+    training = json.loads((tmp_path / "config.json").read_text())["training"]
+    assert training["rgcl"]["weight"] == 0.5
+    assert set(training["rgcl"]) == {"weight", "negatives", "temperature"}
+    # Off, nothing is added: runs without RGCL write the files they always did.
+    assert "rgcl" not in json.loads((cross_run / "config.json").read_text())["training"]
