@@ -25,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+class _Plan:
+    """One signal's work for one batch: rows by work key, cached outputs, submitted reads."""
+
+    signal: Signal
+    rows: dict[str, list[int]] = field(default_factory=dict)
+    cached: dict[str, SignalOutput] = field(default_factory=dict)
+    futures: dict[str, Future[SignalOutput]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class SignalReport:
     """What the stage did for one batch (for the decision's cache_hits and the logs)."""
 
@@ -81,37 +91,48 @@ class SignalStage:
         return max(sides) if sides else None
 
     def run(self, posts: Sequence[DecodedPost]) -> SignalReport:
-        """Fill each post's `signals` with every pool signal's outputs."""
+        """Fill each post's `signals` with every pool signal's outputs.
+
+        Every signal's work for the batch is submitted at once, before any is awaited: the
+        threads take work in order of submission, so an older batch in flight finishes before
+        a newer one (submitting per signal put an older batch's second signal behind the newer
+        batches' first, and the first decision of a backlog waited for several batches).
+        """
         report = SignalReport()
-        for signal in self.signals:
-            self._run_one(signal, posts, report)
+        plans = [self._submit(signal, posts) for signal in self.signals]
+        for plan in plans:
+            self._collect(plan, posts, report)
         for post in posts:
             post.release_reading_image()
         return report
 
-    def _run_one(self, signal: Signal, posts: Sequence[DecodedPost], report: SignalReport) -> None:
+    def _submit(self, signal: Signal, posts: Sequence[DecodedPost]) -> _Plan:
         assert self._pool is not None
         subjects = [post.subject() for post in posts]
-        rows: dict[str, list[int]] = {}  # work key → rows that share it
+        plan = _Plan(signal)
         for row, subject in enumerate(subjects):
             if not signal.applies_to(subject):
                 posts[row].signals[signal.name] = signal.empty
                 continue
             key = signal.cache_key(subject) or f"row:{row}"
-            rows.setdefault(key, []).append(row)
-        cacheable = [key for key in rows if not key.startswith("row:")]
-        cached = self.cache.get_many(signal, cacheable) if self.cache is not None else {}
-        futures: dict[str, Future[SignalOutput]] = {
-            key: self._pool.submit(signal.run, subjects[rows[key][0]])
-            for key in rows
-            if key not in cached
+            plan.rows.setdefault(key, []).append(row)
+        cacheable = [key for key in plan.rows if not key.startswith("row:")]
+        plan.cached = self.cache.get_many(signal, cacheable) if self.cache is not None else {}
+        plan.futures = {
+            key: self._pool.submit(signal.run, subjects[members[0]])
+            for key, members in plan.rows.items()
+            if key not in plan.cached
         }
+        return plan
+
+    def _collect(self, plan: _Plan, posts: Sequence[DecodedPost], report: SignalReport) -> None:
+        signal, cached = plan.signal, plan.cached
         fresh: dict[str, SignalOutput] = {}
-        for key, members in rows.items():
+        for key, members in plan.rows.items():
             output = cached.get(key)
             if output is None:
                 try:
-                    output = fresh[key] = futures[key].result()
+                    output = fresh[key] = plan.futures[key].result()
                 except Exception as exc:
                     # Decided without it: a signal bug or a hostile image must not stop the loop.
                     logger.warning("signal %s failed: %s: %s", signal.name, type(exc).__name__, exc)

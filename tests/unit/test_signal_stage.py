@@ -3,7 +3,9 @@ interface (the real cache is exercised against redis-server in tests/e2e/test_im
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -103,3 +105,52 @@ def test_a_category_of_a_switched_off_signal_is_named_with_its_signal() -> None:
     assert "graphic_violence (signal image_safety), sexual (signal image_safety)" in hint
     assert "signals.<name>.enabled" in hint
     assert stage.switched_off(["spam"]) == ""
+
+
+class OrderedSignal(Signal):
+    """Records the order its reads run in; the first read waits until it is let go."""
+
+    version: ClassVar[str] = "t"
+    needs = frozenset({"pixels"})
+    runs_in = "pool"
+    cost = "heavy"
+    fields: ClassVar[Mapping[str, FieldType]] = {"seen": "bool"}
+    empty: ClassVar[SignalOutput] = {"seen": False}
+
+    def __init__(self, name: str, log: list[str], gate: threading.Event) -> None:
+        self.name = name  # type: ignore[misc]
+        self.log, self.gate = log, gate
+
+    def compute(self, subject: SignalSubject) -> SignalOutput:
+        self.gate.wait(5)
+        self.log.append(f"{subject.image_sha256}:{self.name}")
+        return {"seen": True}
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the stage never queued the reads expected"
+        time.sleep(0.01)
+
+
+def test_an_older_batch_in_flight_finishes_before_a_newer_one() -> None:
+    # One signal thread, two signals, two batches in flight: all of the older batch's reads
+    # (both signals) run before any of the newer one's.
+    log: list[str] = []
+    gate = threading.Event()
+    stage = SignalStage(
+        [OrderedSignal("first", log, gate), OrderedSignal("second", log, gate)], None, threads=1
+    )
+    older = threading.Thread(target=stage.run, args=([_post("a" * 64), _post("b" * 64)],))
+    older.start()
+    queued = stage._pool._work_queue.qsize if stage._pool else lambda: 0
+    _wait_for(lambda: queued() == 3)  # the older batch's reads are all queued behind the first
+    newer = threading.Thread(target=stage.run, args=([_post("c" * 64)],))
+    newer.start()
+    _wait_for(lambda: queued() == 5)
+    gate.set()
+    older.join(5)
+    newer.join(5)
+    assert [entry[0] for entry in log] == ["a", "b", "a", "b", "c", "c"]
+    stage.close()
