@@ -151,6 +151,19 @@ class CrossFusionHead(FusionHead):
         extra = text_dim + image_dim + 1 if config.with_embeddings else 0
         self.mlp = _mlp(side * side + extra, config, outputs)
 
+    def unimodal_projections(
+        self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text [B, d], image [B, d]) projections of the standardised embeddings, before the
+        normalisation forward applies (image rows without an image are the projection of zeros).
+        Training's ITC loss (moderator/training/itc.py) aligns them; forward does not use it."""
+        t, i, _ = self.standardise(text, image, has_image)
+        projected: tuple[torch.Tensor, torch.Tensor] = (
+            self.text_projection(t),
+            self.image_projection(i),
+        )
+        return projected
+
     def logits_and_features(
         self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

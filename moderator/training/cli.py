@@ -200,6 +200,13 @@ def train(
     rgcl_temperature: Annotated[
         float, typer.Option(help="RGCL: temperature of the InfoNCE loss.")
     ] = 0.1,
+    itc_weight: Annotated[
+        float,
+        typer.Option(
+            help="Stage 1: weight of the image-text contrastive loss (ALBEF's ITC) on the cross "
+            "head's text and image projections; 0 = off."
+        ),
+    ] = 0.0,
     limit: Limit = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -252,6 +259,7 @@ def train(
                 "rgcl_weight": rgcl_weight,
                 "rgcl_negatives": rgcl_negatives,
                 "rgcl_temperature": rgcl_temperature,
+                "itc_weight": itc_weight,
             }
         )
         backbone_spec = parse_backbone(backbone)

@@ -251,4 +251,5 @@ def _provenance(
             if config.rgcl_weight
             else {}
         ),
+        **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
     }

@@ -4,7 +4,9 @@ the encoders and the head end to end, meant for a GPU.
 Seeded: the same data, configuration and seed give the same weights (on the same machine).
 Early stopping watches the validation set's mean AUROC; the best epoch's weights are kept.
 With `rgcl_weight` > 0, stage 1 adds retrieval-guided contrastive learning (moderator/training/
-rgcl.py); the training loss in History then includes that term.
+rgcl.py); with `itc_weight` > 0, an image-text contrastive loss on the cross head's text and
+image projections (moderator/training/itc.py, ALBEF's ITC). The training loss in History then
+includes those terms. Stage 2 (finetune.py) trains with the classification loss only.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
 from moderator.config import Device
 from moderator.model.fusion_config import Modalities
-from moderator.model.fusion_heads import FusionHead, HeadConfig, build_head
+from moderator.model.fusion_heads import CrossFusionHead, FusionHead, HeadConfig, build_head
 from moderator.model.fusion_model import apply_modalities
 from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
+from moderator.training.itc import ImageTextContrastive
 from moderator.training.metrics import mean_auroc
 from moderator.training.rgcl import build_index, label_groups, rgcl_loss
 
@@ -81,6 +84,23 @@ class TrainConfig(BaseModel):
     rgcl_temperature: float = Field(
         default=0.1, gt=0, description="RGCL: temperature of the InfoNCE loss"
     )
+    itc_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="stage 1: weight of the image-text contrastive loss on the cross head's "
+        "text and image projections (ALBEF's ITC; 0: off)",
+    )
+
+    @model_validator(mode="after")
+    def _itc_needs_projections(self) -> TrainConfig:
+        if self.itc_weight > 0 and self.head.type != "cross":
+            raise ValueError(
+                f"itc_weight needs the cross head (its text and image projections are what the "
+                f"loss aligns); the {self.head.type} head has none"
+            )
+        if self.itc_weight > 0 and self.modalities != "both":
+            raise ValueError("itc_weight needs modalities=both (it aligns text with image)")
+        return self
 
 
 @dataclass
@@ -142,8 +162,13 @@ def train_head(
     labels = torch.from_numpy(train_labels.astype(np.float32)).to(device)
     head = build_head(config.head, text.shape[1], image.shape[1], labels.shape[1]).to(device)
     head.set_input_statistics(text, image, has_image)
+    # ITC: the temperature is trained alongside the head (no weight decay) but is not part of it.
+    itc = ImageTextContrastive().to(device) if config.itc_weight > 0 else None
+    parameters: list[dict[str, object]] = [{"params": list(head.parameters())}]
+    if itc is not None:
+        parameters.append({"params": list(itc.parameters()), "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(
-        head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     weights = pos_weight(train_labels, config.class_weighting).to(device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
@@ -171,6 +196,9 @@ def train_head(
                     features, rows, index, groups, config.rgcl_negatives, config.rgcl_temperature
                 )
                 loss = loss_fn(logits, labels[rows]) + config.rgcl_weight * contrastive
+            if itc is not None and isinstance(head, CrossFusionHead):
+                projected = head.unimodal_projections(text[rows], image[rows], has_image[rows])
+                loss = loss + config.itc_weight * itc(*projected, has_image[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
