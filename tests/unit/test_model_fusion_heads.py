@@ -93,7 +93,8 @@ def _interactions(
 ) -> torch.Tensor:
     """The flattened matrix the cross head's MLP sees."""
     captured: list[torch.Tensor] = []
-    hook = head.mlp.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    # On the MLP's first layer: the head runs the MLP's layers itself (logits_and_features).
+    hook = head.mlp[0].register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     head(text, torch.randn(len(text), IMAGE_DIM), has_image)
     hook.remove()
     return captured[0]
