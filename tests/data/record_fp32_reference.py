@@ -97,10 +97,11 @@ def tiny_clip_checkpoint(directory: Path) -> Path:
     return write_checkpoint(directory / "ckpt", clip)
 
 
-def stage1_outputs(device: str = "cpu") -> dict[str, np.ndarray]:
+def stage1_outputs(device: str = "cpu", **options: Any) -> dict[str, np.ndarray]:
     """train_head on seeded embeddings: val scores of the best epoch, and the history.
 
-    (device was added after recording, for the CUDA tests; the reference is CPU.)
+    (device was added after recording, for the CUDA tests; the reference is CPU. `options`:
+    more TrainConfig fields, for training options that must leave the run unchanged when off.)
     """
     from moderator.model.fusion_heads import HeadConfig
     from moderator.training.embedding_cache import Embeddings
@@ -119,6 +120,7 @@ def stage1_outputs(device: str = "cpu") -> dict[str, np.ndarray]:
         batch_size=16,
         patience=3,
         device=device,
+        **options,
     )
     head, history = train_head(train, labels[:64], val, labels[64:], config)
     return {
