@@ -30,7 +30,7 @@ from moderator.serving.messages import (
     ScoreRequest,
     ScoreResponse,
 )
-from moderator.signals.embeddings import Embeddings, embedding_signals
+from moderator.signals.embeddings import EmbeddingSignals, embedding_signals
 
 K = TypeVar("K", bound=Hashable)
 
@@ -90,7 +90,7 @@ class _Table:
 def build_request(
     posts: Sequence[DecodedPost],
     cache: FeatureCache | None,
-    embeddings: Embeddings,
+    embeddings: EmbeddingSignals,
     image_size: int,
 ) -> BuiltRequest:
     subjects = [p.subject() for p in posts]

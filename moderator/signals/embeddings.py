@@ -14,6 +14,7 @@ replica (semantic banks) turn them into fields policies can name.
 from __future__ import annotations
 
 import hashlib
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -69,13 +70,13 @@ class EmbeddingSignal(Signal):
     def qualified_version(self) -> str:
         return self.model_version
 
+    @abstractmethod
     def model_input(self, subject: SignalSubject) -> Any:
         """What the encoder reads of this post, or None when it has nothing to read."""
-        raise NotImplementedError
 
+    @abstractmethod
     def digest(self, subject: SignalSubject) -> str | None:
         """Content digest of `model_input` (None: nothing to encode)."""
-        raise NotImplementedError
 
     def applies_to(self, subject: SignalSubject) -> bool:
         return self.digest(subject) is not None
@@ -99,8 +100,9 @@ class EmbeddingSignal(Signal):
     def compute(self, subject: SignalSubject) -> SignalOutput:
         return {"vector": self.embed(self._batch_of_one(self.model_input(subject)))[0]}
 
+    @abstractmethod
     def _batch_of_one(self, item: Any) -> Any:
-        raise NotImplementedError
+        """One encoder input as a batch of one."""
 
 
 class ImageEmbeddingSignal(EmbeddingSignal):
@@ -152,7 +154,7 @@ class TextEmbeddingSignal(EmbeddingSignal):
 
 
 @dataclass(frozen=True, slots=True)
-class Embeddings:
+class EmbeddingSignals:
     """The model's two embedding signals."""
 
     image: ImageEmbeddingSignal
@@ -165,16 +167,16 @@ def embedding_signals(
     text_dim: int,
     reads_image_text: bool,
     encoders: tuple[Encode, Encode] | None = None,
-) -> Embeddings:
+) -> EmbeddingSignals:
     """Both embedding signals of one model; `encoders` (images, texts) only on the replica."""
     image_encode, text_encode = encoders if encoders is not None else (None, None)
-    return Embeddings(
+    return EmbeddingSignals(
         ImageEmbeddingSignal(model_version, image_dim, image_encode),
         TextEmbeddingSignal(model_version, text_dim, text_encode, reads_image_text),
     )
 
 
-def model_embeddings(model: ModerationModel) -> Embeddings:
+def model_embeddings(model: ModerationModel) -> EmbeddingSignals:
     """The embedding signals of a loaded model, with its encoders."""
     return embedding_signals(
         model.model_version,

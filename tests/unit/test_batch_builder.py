@@ -22,7 +22,7 @@ from moderator.ingest import DecodedPost, normalise_caption
 from moderator.schema import Post
 from moderator.serving.messages import NO_IMAGE, NO_TEXT
 from moderator.serving.scoring import score_request
-from moderator.signals.embeddings import Embeddings, embedding_signals, text_digest
+from moderator.signals.embeddings import EmbeddingSignals, embedding_signals, text_digest
 from tests.unit.test_serving_batching import ArithmeticModel
 from workers.features import build_request
 
@@ -30,7 +30,7 @@ DIM = 4
 TEXT_DIM = 2
 
 
-def _embeddings(image_dim: int = DIM, text_dim: int = TEXT_DIM) -> Embeddings:
+def _embeddings(image_dim: int = DIM, text_dim: int = TEXT_DIM) -> EmbeddingSignals:
     return embedding_signals("m-1", image_dim, text_dim, reads_image_text=False)
 
 

@@ -18,7 +18,7 @@ from moderator.demo.memes import render_meme
 from moderator.policy.cel.context import OBJECT_FIELDS
 from moderator.signals import SIGNAL_TYPES, Signal, SignalSettings, SignalSubject, check_output
 from moderator.signals.base import NAME
-from moderator.signals.embeddings import Embeddings, model_embeddings
+from moderator.signals.embeddings import EmbeddingSignals, model_embeddings
 
 FIELD_TYPES = {"string", "double", "int", "bool", "list", "vector"}
 
@@ -45,7 +45,7 @@ def subject() -> SignalSubject:
 
 
 @cache
-def _starter_embeddings() -> Embeddings:
+def _starter_embeddings() -> EmbeddingSignals:
     from moderator.model import load_model
 
     return model_embeddings(load_model(None))
