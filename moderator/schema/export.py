@@ -10,6 +10,7 @@ import orjson
 
 from moderator.schema.decision import DECISION_SCHEMA_VERSION, Decision
 from moderator.schema.post import POST_SCHEMA_VERSION, Post
+from moderator.schema.verdict import VERDICT_SCHEMA_VERSION, Verdict
 
 DEADLETTER_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -47,6 +48,7 @@ def schema_documents() -> dict[str, dict[str, Any]]:
         f"post.v{POST_SCHEMA_VERSION}.json": Post.model_json_schema(),
         f"decision.v{DECISION_SCHEMA_VERSION}.json": Decision.model_json_schema(),
         "deadletter.v1.json": deadletter,
+        f"verdict.v{VERDICT_SCHEMA_VERSION}.json": Verdict.model_json_schema(),
     }
 
 
