@@ -42,6 +42,11 @@ def _pool_signals(signals: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     }
 
 
+def _image_digest(signals: Mapping[str, Mapping[str, Any]]) -> str | None:
+    digest = signals.get("sha256")
+    return str(digest["hash"]) if digest else None
+
+
 def make_decisions(
     valid: list[ValidPost],
     response: ScoreResponse,
@@ -81,6 +86,10 @@ def make_decisions(
                 "image_text": item.decoded.image_text[:RECORD_IMAGE_TEXT_CHARS],
                 "image_text_changed": result.image_text_changed,
                 "signals": _pool_signals(item.decoded.signals),
+                "image_digest": _image_digest(item.decoded.signals),
+                "explanations": {},
+                "notices": [],
+                "correction": None,
                 "timings_ms": dict(timings_ms),
                 "source": {
                     "topic": record.topic,

@@ -6,7 +6,13 @@ fails when the committed files drift from the models.
 """
 
 from moderator.schema.deadletter import DeadLetter
-from moderator.schema.decision import DECISION_SCHEMA_VERSION, Action, Decision, SourceRef
+from moderator.schema.decision import (
+    DECISION_SCHEMA_VERSION,
+    Action,
+    Correction,
+    Decision,
+    SourceRef,
+)
 from moderator.schema.post import POST_SCHEMA_VERSION, Post
 from moderator.schema.verdict import VERDICT_SCHEMA_VERSION, DecisionRef, Outcome, Verdict
 
@@ -15,6 +21,7 @@ __all__ = [
     "POST_SCHEMA_VERSION",
     "VERDICT_SCHEMA_VERSION",
     "Action",
+    "Correction",
     "DeadLetter",
     "Decision",
     "DecisionRef",

@@ -37,6 +37,17 @@ class SourceRef(BaseModel):
     timestamp_ms: int = Field(description="Kafka record timestamp of the post.")
 
 
+class Correction(BaseModel):
+    """Why this record replaces an earlier decision on the same post (records are never edited)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: Literal["appeal_overturned"]
+    verdict_id: str = Field(description="The verdict that overturned the earlier decision.")
+    appeal_id: str | None = None
+    corrected_action: Action = Field(description="The action of the decision being corrected.")
+
+
 class Decision(BaseModel):
     """The outcome for one post.
 
@@ -82,6 +93,24 @@ class Decision(BaseModel):
     signals: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Outputs of the worker's pool signals (ocr without its text, image_safety).",
+    )
+    image_digest: str | None = Field(
+        default=None,
+        description="sha256 of the image file (signals.sha256.hash): a link-free reference for "
+        "reviewers; null without an image.",
+    )
+    explanations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rule id → the policy's description of it, for each live rule that fired.",
+    )
+    notices: list[str] = Field(
+        default_factory=list,
+        description="User-facing texts of the fired live rules' `notice:` (placeholders filled), "
+        "for the platform to show the author.",
+    )
+    correction: Correction | None = Field(
+        default=None,
+        description="Set on a record that corrects an earlier decision (an overturned appeal).",
     )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     source: SourceRef
