@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from moderator.calibrate.cli import calibrate_command
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError
 from moderator.policy.cli import bank_app, policy_app
@@ -23,6 +24,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(bank_app, name="bank")
 # `moderator train` and `moderator eval` (torch is imported only when they run).
 app.registered_commands += model_app.registered_commands
+app.command("calibrate")(calibrate_command)
 console = Console()
 
 ConfigOption = Annotated[
@@ -141,6 +143,29 @@ def serve(config: ConfigOption = None) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def verdicts(config: ConfigOption = None) -> None:
+    """Consume reviewers' verdicts: strikes, corrected decisions for appeals, training rows.
+
+    At-least-once against configured Kafka and Redis, until SIGTERM or Ctrl-C (docs/reviewers.md).
+    """
+    import threading
+
+    from moderator.verdicts.consumer import run_verdicts
+
+    _logging(True)
+    settings = _settings(config)
+    try:
+        stats = run_verdicts(settings, threading.Event())
+    except ModeratorError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"verdicts applied {stats.applied}, duplicates skipped {stats.duplicates}, "
+        f"dead-lettered {stats.dead_lettered}, corrections {stats.corrections}"
+    )
 
 
 @schema_app.command("export")
