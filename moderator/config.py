@@ -30,6 +30,7 @@ from moderator.errors import PROBLEM_REASONS, SIGNAL_PROBLEMS, ConfigError, Reas
 from moderator.schema.decision import Action
 from moderator.signals.settings import SignalSettings
 from moderator.yamlfile import YamlFileError, load_located_yaml
+from moderator.verdicts.settings import VerdictSettings
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
@@ -64,6 +65,7 @@ class KafkaSettings(_Section):
     review_topic: str = "review"
     dlq_topic: str = "posts.dlq"
     group_id: str = "moderator"
+    verdicts_topic: str = "verdicts"
     client_id: str = "moderator-worker"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -434,6 +436,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     policy_path: Path = DEFAULT_POLICY
+    verdicts: VerdictSettings = Field(default_factory=VerdictSettings)
     policy_reload_interval_s: float = Field(
         default=10.0, ge=0, description="How often to check the policy files; 0 = never reload."
     )

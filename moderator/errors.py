@@ -32,6 +32,9 @@ class ReasonCode(StrEnum):
     # An unexpected error while parsing: a bug to report, dead-lettered so it cannot
     # block its partition as a poison pill.
     DECODER_ERROR = "decoder_error"
+    # A record on the verdicts topic that is not a valid Verdict (moderator.verdicts): sent
+    # to the verdicts' own dead-letter topic, never replayed onto the posts topic.
+    INVALID_VERDICT = "invalid_verdict"
     # -- problems of a post: decided, listed in the decision's `problems` ----------------
     # The Kafka key is not the post_id, or a top-level field appears twice in the JSON.
     KEY_MISMATCH = "key_mismatch"
@@ -77,6 +80,7 @@ RECORD_REASONS = frozenset(
         ReasonCode.SCHEMA_VIOLATION,
         ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
         ReasonCode.DECODER_ERROR,
+        ReasonCode.INVALID_VERDICT,
     }
 )
 PROBLEM_REASONS = frozenset(ReasonCode) - RECORD_REASONS

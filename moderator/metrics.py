@@ -136,6 +136,47 @@ AUTHOR_STATE_ERRORS = Counter(
     "Redis author-state calls that failed (counters read as zero meanwhile).",
 )
 
+# -- reviewers' verdicts (moderator.verdicts; category values: the policy's categories + other)
+VERDICT_OUTCOMES = ("violation", "no_violation")
+VERDICT_CATEGORY_RESULTS = ("confirmed", "rejected")
+APPEAL_OUTCOMES = ("overturned", "upheld")
+STRIKE_CHANGES = ("added", "removed")
+TRAINING_ROW_RESULTS = ("written", "no_content", "no_category", "off")
+VERDICTS = Counter(
+    "moderator_verdicts_total",
+    "Reviewers' verdicts applied (a re-delivery counts once), by the action the automated "
+    "decision took and the reviewer's outcome: violation/all of action block is how often "
+    "block was right; of action review, how often review was needed.",
+    ["action", "outcome"],
+)
+VERDICT_CATEGORIES = Counter(
+    "moderator_verdict_categories_total",
+    "Categories of decisions that reviewers confirmed or rejected, by the decision's action, "
+    "category and result: confirmed / (confirmed + rejected) is the per-category precision.",
+    ["action", "category", "result"],
+)
+APPEALS = Counter(
+    "moderator_appeals_total",
+    "Appeal verdicts by outcome: overturned (a corrected decision was emitted) or upheld.",
+    ["outcome"],
+)
+VERDICT_STRIKES = Counter(
+    "moderator_verdict_strikes_total",
+    "Author strikes changed by verdicts, by result (added, removed).",
+    ["result"],
+)
+VERDICT_TRAINING_ROWS = Counter(
+    "moderator_verdict_training_rows_total",
+    "Verdicts by what became of their training row: written, or skipped (no_content: neither "
+    "caption nor image digest; no_category: a violation with no confirmed category; off: no "
+    "rows file set).",
+    ["result"],
+)
+VERDICT_DUPLICATES = Counter(
+    "moderator_verdict_duplicates_total",
+    "Verdicts seen again (re-delivered, same verdict_id) and skipped: no second effect.",
+)
+
 # -- versions (one series each; the labels change when the version does) --------------------
 MODEL_INFO = Info("moderator_model", "The model the worker's decisions come from.")
 POLICY_INFO = Info("moderator_policy", "The policy deciding now (changes on hot reload).")
@@ -160,6 +201,23 @@ def _declare() -> None:
     for unreadable in UNREADABLE_REASONS:
         POLL_ERRORS.labels(reason=unreadable)
         STUCK_PARTITIONS.labels(reason=unreadable)
+    for action in Action:
+        for verdict_outcome in VERDICT_OUTCOMES:
+            VERDICTS.labels(action=action.value, outcome=verdict_outcome)
+    for appeal in APPEAL_OUTCOMES:
+        APPEALS.labels(outcome=appeal)
+    for change in STRIKE_CHANGES:
+        VERDICT_STRIKES.labels(result=change)
+    for row_result in TRAINING_ROW_RESULTS:
+        VERDICT_TRAINING_ROWS.labels(result=row_result)
+
+
+def declare_verdict_categories(categories: Iterable[str]) -> None:
+    """A 0 series per (action, category, result) the verdict consumer counts."""
+    for action in Action:
+        for category in categories:
+            for result in VERDICT_CATEGORY_RESULTS:
+                VERDICT_CATEGORIES.labels(action=action.value, category=category, result=result)
 
 
 def set_model_info(version: str) -> None:

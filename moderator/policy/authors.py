@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,29 @@ class RedisAuthorStore:
                 pipe.zadd(strikes, {post_id: now})
                 pipe.zremrangebyscore(strikes, "-inf", now - self.config.strike_ttl_s - HOUR)
                 pipe.expire(strikes, ttl)
+
+    def change_strikes(self, changes: Sequence[tuple[str, str, float | None]]) -> list[bool]:
+        """Reviewers' strike changes (moderator.verdicts), sent in order in one pipeline.
+
+        (author, post, time) adds the post's strike at that time unless the post has one
+        already (a worker's strike for the same post is the same member: one strike);
+        (author, post, None) removes it. Returns, per change, whether it changed anything.
+        Redis errors are raised, not swallowed as in `counters`: a verdict's strike must not
+        be dropped, so the caller retries before committing.
+        """
+        ttl = int(max(DAY, self.config.strike_ttl_s)) + 3600
+        pipe = self.client.pipeline(transaction=False)
+        reply_index = []
+        for author_id, post_id, at in changes:
+            strikes = self._keys(author_id)[2]
+            reply_index.append(len(pipe))
+            if at is None:
+                pipe.zrem(strikes, post_id)
+            else:
+                pipe.zadd(strikes, {post_id: at}, nx=True)
+                pipe.expire(strikes, ttl)
+        replies = pipe.execute() if changes else []
+        return [int(replies[i]) > 0 for i in reply_index]
 
     def _failed(self, error: Exception) -> None:
         metrics.AUTHOR_STATE_ERRORS.inc()

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moderator.schema.decision import Action
+from moderator.schema.post import MAX_CAPTION_CHARS
 
 VERDICT_SCHEMA_VERSION: Literal[1] = 1
 
@@ -65,6 +66,26 @@ class Verdict(BaseModel):
     decided_at: datetime = Field(description="When the reviewer decided, RFC 3339.")
     appeal_id: str | None = Field(
         default=None, max_length=256, description="Set when the verdict answers an appeal."
+    )
+    # What the reviewer saw, copied from the post and the review item by the reviewer's tool:
+    # the verdict consumer writes them into the training row (no image bytes, a digest only).
+    caption: str | None = Field(
+        default=None,
+        max_length=MAX_CAPTION_CHARS,
+        description="The post's caption, for the training row; null when the tool does not "
+        "pass it on (the row then has only the image).",
+    )
+    image_text: str | None = Field(
+        default=None,
+        max_length=MAX_CAPTION_CHARS,
+        description="The decision's image_text (text OCR read in the image), for the training "
+        "row.",
+    )
+    image_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The decision's image_digest (sha256 of the image file, hex): the training "
+        "row names the image by it.",
     )
 
     @model_validator(mode="after")

@@ -53,8 +53,14 @@ def _closed_values(policy: CompiledPolicy) -> dict[str, set[str]]:
         "reason": {r.value for r in ReasonCode} | set(metrics.UNREADABLE_REASONS),
         "stage": set(metrics.STAGES),
         "kind": set(metrics.CACHE_KINDS),
-        "result": set(metrics.CACHE_RESULTS),
-        "outcome": set(metrics.RELOAD_OUTCOMES) | set(metrics.COMMIT_OUTCOMES),
+        "result": set(metrics.CACHE_RESULTS)
+        | set(metrics.VERDICT_CATEGORY_RESULTS)
+        | set(metrics.STRIKE_CHANGES)
+        | set(metrics.TRAINING_ROW_RESULTS),
+        "outcome": set(metrics.RELOAD_OUTCOMES)
+        | set(metrics.COMMIT_OUTCOMES)
+        | set(metrics.VERDICT_OUTCOMES)
+        | set(metrics.APPEAL_OUTCOMES),
         "mode": set(metrics.RULE_MODES),
         "rule": {rule.id for rule in policy.rules},
         "category": set(policy.categories) | {label for r in policy.rules for label in r.labels},
