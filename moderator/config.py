@@ -27,10 +27,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from moderator.errors import PROBLEM_REASONS, SIGNAL_PROBLEMS, ConfigError, ReasonCode
+from moderator.quarantine_settings import QuarantineSettings
 from moderator.schema.decision import Action
 from moderator.signals.settings import SignalSettings
-from moderator.yamlfile import YamlFileError, load_located_yaml
 from moderator.verdicts.settings import VerdictSettings
+from moderator.yamlfile import YamlFileError, load_located_yaml
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
@@ -64,8 +65,8 @@ class KafkaSettings(_Section):
     decisions_topic: str = "decisions"
     review_topic: str = "review"
     dlq_topic: str = "posts.dlq"
-    group_id: str = "moderator"
     verdicts_topic: str = "verdicts"
+    group_id: str = "moderator"
     client_id: str = "moderator-worker"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
@@ -435,8 +436,8 @@ class Settings(BaseSettings):
     limits: DecodeLimits = Field(default_factory=DecodeLimits)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     signals: SignalSettings = Field(default_factory=SignalSettings)
-    policy_path: Path = DEFAULT_POLICY
     verdicts: VerdictSettings = Field(default_factory=VerdictSettings)
+    policy_path: Path = DEFAULT_POLICY
     policy_reload_interval_s: float = Field(
         default=10.0, ge=0, description="How often to check the policy files; 0 = never reload."
     )
@@ -446,6 +447,7 @@ class Settings(BaseSettings):
     authors: AuthorStateConfig = Field(
         default_factory=AuthorStateConfig, description="The author counters, when kept."
     )
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -135,6 +135,20 @@ AUTHOR_STATE_ERRORS = Counter(
     "moderator_author_state_errors_total",
     "Redis author-state calls that failed (counters read as zero meanwhile).",
 )
+# Flood quarantine (moderator.policy.quarantine): a flooding live rule decides as shadow.
+RULE_QUARANTINES = Counter(
+    "moderator_rule_quarantines_total",
+    "Flood quarantines started, by rule id (counted by the worker that started it).",
+    ["rule"],
+)
+QUARANTINED_RULES = Gauge(
+    "moderator_quarantined_rules",
+    "Rules this worker decides as shadow because they are quarantined for a flood.",
+)
+QUARANTINE_ERRORS = Counter(
+    "moderator_quarantine_errors_total",
+    "Redis flood-quarantine calls that failed (no rule is quarantined meanwhile).",
+)
 
 # -- reviewers' verdicts (moderator.verdicts; category values: the policy's categories + other)
 VERDICT_OUTCOMES = ("violation", "no_violation")
@@ -238,6 +252,7 @@ def declare_policy(
     for rule_id, mode in rules:
         RULE_HITS.labels(rule=rule_id, mode=mode)
         RULE_ERRORS.labels(rule=rule_id)
+        RULE_QUARANTINES.labels(rule=rule_id)
         counts[mode] = counts.get(mode, 0) + 1
     for mode, count in counts.items():
         POLICY_RULES.labels(mode=mode).set(count)

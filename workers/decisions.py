@@ -58,6 +58,7 @@ def make_decisions(
     """One decision record per valid post, in `valid` order. `signal_categories`: category →
     (signal, field) scored by a signal for a model that does not score it; 0.0 when the signal
     did not run on the post (no image, or it failed)."""
+    policy.begin_batch()  # flood quarantine: one Redis round trip per batch, when enabled
     categories = response.categories
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
     rows = np.round(response.scores.astype(np.float64), 6).tolist()
@@ -87,8 +88,8 @@ def make_decisions(
                 "image_text_changed": result.image_text_changed,
                 "signals": _pool_signals(item.decoded.signals),
                 "image_digest": _image_digest(item.decoded.signals),
-                "explanations": {},
-                "notices": [],
+                "explanations": dict(result.explanations),
+                "notices": list(result.notices),
                 "correction": None,
                 "timings_ms": dict(timings_ms),
                 "source": {

@@ -40,6 +40,7 @@ from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
 from workers.outputs import Outputs
 from workers.poll_guard import PollGuard
+from workers.quarantine import build_quarantine
 from workers.scorer import BatchScorer
 from workers.signal_stage import SignalStage
 from workers.telemetry import WorkerTelemetry
@@ -98,6 +99,8 @@ class ModerationWorker:
         self.producer = producer
         self.scorer = scorer
         self.policy = PolicyService.wrap(policy)
+        if self.policy.quarantine is None:
+            self.policy.quarantine = build_quarantine(settings)
         self.cache = cache
         self.info = scorer.info()
         self.signals = SignalStage(

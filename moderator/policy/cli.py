@@ -74,6 +74,10 @@ def check(
             expires,
         )
     print_table(console, table)
+    noticed = [rule.id for rule in (*policy.rules, *policy.disabled) if rule.notice]
+    if noticed:
+        # Placeholders were checked at load; these are the rules an author may hear from.
+        console.print(f"notices (placeholders checked): {', '.join(noticed)}", highlight=False)
     if show_python:
         console.print(policy.python_source, highlight=False, markup=False)
 

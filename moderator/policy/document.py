@@ -17,22 +17,49 @@ rules:
     priority: 0               # the highest priority that fired decides
     mode: live                # live | shadow | disabled
     expires: 2026-12-31       # optional; the rule stops running at that instant (UTC)
+    notice: "Your post was hidden because it was labelled {labels}."   # optional, for the author
 ```
 """
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from moderator.schema.decision import Action
 
 RULE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_EXPRESSION_CHARS = 4000
+MAX_NOTICE_CHARS = 1000
+NOTICE_PLACEHOLDERS = ("action", "labels", "categories")
+"""What a rule's `notice:` may name, as ``{name}``: the decision's action, its labels, and the
+classifier categories among its labels (each list comma-separated)."""
+
+
+def check_notice(text: str) -> str:
+    """Refuse a notice that str.format could not fill from NOTICE_PLACEHOLDERS alone: an unknown
+    name, a positional ``{}``, attribute or index access, a conversion or a format spec (a
+    spec such as ``{labels:>99999}`` would let a policy inflate every record)."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"notice is not a valid template ({exc}); write {{{{ for a brace") from exc
+    allowed = ", ".join("{" + name + "}" for name in NOTICE_PLACEHOLDERS)
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if "." in name or "[" in name:
+            raise ValueError(f"placeholder {{{name}}}: no attribute or index access; use {allowed}")
+        if name not in NOTICE_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{name}}} in notice; use {allowed}")
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} takes no format spec or conversion")
+    return text
 
 
 class RuleMode(StrEnum):
@@ -64,6 +91,18 @@ class RuleSpec(_Strict):
     expires: datetime | date | None = Field(
         default=None, description="The rule stops running at this instant (a date: 00:00 UTC)."
     )
+    notice: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NOTICE_CHARS,
+        description="Text for the author when this rule decides; placeholders "
+        "{action}, {labels}, {categories}.",
+    )
+
+    @field_validator("notice")
+    @classmethod
+    def _notice_placeholders(cls, value: str | None) -> str | None:
+        return None if value is None else check_notice(value)
 
     def expires_at(self) -> float | None:
         """Epoch seconds, or None."""

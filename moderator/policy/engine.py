@@ -45,6 +45,11 @@ class PolicyResult:
     image_text_changed: bool = False
     """The policy decided another action or labels than it would without the image text
     (PolicyService.decide_post; the model's scores are the same in both)."""
+    explanations: Mapping[str, str] = field(default_factory=dict)
+    """Rule id → description, for each live rule that fired (shared between results: copy it
+    before changing it)."""
+    notices: tuple[str, ...] = ()
+    """The deciding rules' `notice:` texts, placeholders filled, without repeats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class RuleInfo:
     line: int | None = None
     reads: frozenset[str] = frozenset()
     """Inputs the rule reads: 'scores', 'post', 'author', 'banks'."""
+    notice: str | None = None
+    """A str.format template over NOTICE_PLACEHOLDERS, checked at load."""
 
     @property
     def severity(self) -> int:
@@ -70,6 +77,8 @@ class RuleInfo:
 class _Outcome:
     action: Action
     labels: tuple[str, ...]
+    explanations: Mapping[str, str]
+    notices: tuple[str, ...]
 
 
 class CompiledPolicy:
@@ -117,6 +126,7 @@ class CompiledPolicy:
         self._needs_clock = any(rule.expires_at is not None for rule in self.rules)
         self._nothing = PolicyResult(self.default_action, policy_version=self.qualified_version)
         self._outcomes: dict[tuple[int, ...], _Outcome] = {}
+        self._index = {rule.id: index for index, rule in enumerate(self.rules)}
 
     @property
     def qualified_version(self) -> str:
@@ -170,6 +180,35 @@ class CompiledPolicy:
             shadow_ids,
             self.qualified_version,
             errors,
+            explanations=outcome.explanations,
+            notices=outcome.notices,
+        )
+
+    def demote(self, result: PolicyResult, rule_ids: frozenset[str]) -> PolicyResult:
+        """`result` as if the live rules `rule_ids` were shadow rules (flood quarantine):
+        they move to `shadow_rules` and the rest of the live rules decide."""
+        moved = [rule_id for rule_id in result.rules_fired if rule_id in rule_ids]
+        if not moved:
+            return result
+        live = [self._index[r] for r in result.rules_fired if r not in rule_ids]
+        shadow = [*result.shadow_rules, *moved]
+        if not live:
+            return PolicyResult(
+                self.default_action,
+                shadow_rules=shadow,
+                policy_version=self.qualified_version,
+                errors=result.errors,
+            )
+        outcome = self._outcome(live)
+        return PolicyResult(
+            outcome.action,
+            list(outcome.labels),
+            [self.rules[i].id for i in live],
+            shadow,
+            self.qualified_version,
+            result.errors,
+            explanations=outcome.explanations,
+            notices=outcome.notices,
         )
 
     def _outcome(self, live: list[int]) -> _Outcome:
@@ -182,17 +221,37 @@ class CompiledPolicy:
         top = rules[live[0]].priority
         action = rules[live[0]].action
         labels: list[str] = []
+        deciding: list[RuleInfo] = []
         for index in live:
             rule = rules[index]
             if rule.priority != top:
                 break
+            deciding.append(rule)
             if rule.action.severity > action.severity:
                 action = rule.action
             labels.extend(label for label in rule.labels if label not in labels)
-        outcome = _Outcome(action, tuple(labels))
+        explanations = {rules[i].id: rules[i].description for i in live if rules[i].description}
+        notices = self._notices(deciding, action, labels)
+        outcome = _Outcome(action, tuple(labels), explanations, notices)
         if len(self._outcomes) < 4096:
             self._outcomes[key] = outcome
         return outcome
+
+    def _notices(
+        self, deciding: list[RuleInfo], action: Action, labels: list[str]
+    ) -> tuple[str, ...]:
+        """The deciding rules' notices (only those: a rule outranked by a higher-priority
+        exception did not decide, so its notice would tell the author something untrue)."""
+        templates = [rule.notice for rule in deciding if rule.notice]
+        if not templates:
+            return ()
+        values = {
+            "action": action.value,
+            "labels": ", ".join(labels),
+            "categories": ", ".join(label for label in labels if label in self._category_set),
+        }
+        # The templates name only these keys, without attribute access (checked at load).
+        return tuple(dict.fromkeys(template.format(**values) for template in templates))
 
     def check_categories(self, model_categories: Sequence[str]) -> None:
         """Raise PolicyError when the policy names categories the model does not score."""

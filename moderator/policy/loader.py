@@ -113,6 +113,7 @@ def _assemble(
             expires_at=rule.expires_at(),
             line=located.line_of(("rules", index)),
             reads=reads,
+            notice=rule.notice,
         )
         infos.append((info, index, src, fails))
     active = sorted(

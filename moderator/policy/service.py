@@ -25,6 +25,7 @@ from moderator import metrics
 from moderator.policy.authors import RedisAuthorStore
 from moderator.policy.engine import CompiledPolicy, PolicyResult
 from moderator.policy.inputs import NO_HISTORY, PolicyInput
+from moderator.policy.quarantine import FloodQuarantine
 from moderator.text import NormalisedText
 
 
@@ -72,12 +73,15 @@ class PolicyService:
         self,
         source: CompiledPolicy | PolicySource,
         authors: RedisAuthorStore | None = None,
+        quarantine: FloodQuarantine | None = None,
     ) -> None:
         self.source: PolicySource = (
             FixedPolicy(source) if isinstance(source, CompiledPolicy) else source
         )
         self.authors = authors
+        self.quarantine = quarantine
         self._hits: dict[tuple[str, str], Any] = {}
+        self._demoted: frozenset[str] = frozenset()
 
     @classmethod
     def wrap(cls, policy: CompiledPolicy | PolicySource | PolicyService) -> PolicyService:
@@ -97,6 +101,12 @@ class PolicyService:
             require(model_categories)
         else:
             self.source.current().check_categories(model_categories)
+
+    def begin_batch(self) -> None:
+        """Before deciding a batch: sync flood quarantine (one Redis round trip) and take the
+        rules it quarantines for the batch's decisions."""
+        if self.quarantine is not None:
+            self._demoted = self.quarantine.begin_batch(self.source.current())
 
     def decide(self, scores: Mapping[str, float] | PolicyInput) -> PolicyResult:
         return self._finish(self.source.current(), scores, None, None)
@@ -133,11 +143,16 @@ class PolicyService:
             image_text=decoded.image_text,
             signals=decoded.signals,
         )
+        demoted = self._demoted
         result = policy.decide(data, now)
+        if demoted:
+            result = policy.demote(result, demoted)
         if data.image_text and policy.reads_image_text:
             # What reading the image changed: decided again without its text (cheap: the
             # compiled rules only; the model's scores, which may have read it too, stay).
             without = policy.decide(_without_image_text(data), now)
+            if demoted:
+                without = policy.demote(without, demoted)
             if (without.action, without.labels) != (result.action, result.labels):
                 result = replace(result, image_text_changed=True)
         return self._record(result, now, post)
@@ -149,11 +164,16 @@ class PolicyService:
         now: float | None,
         post: Any,
     ) -> PolicyResult:
-        return self._record(policy.decide(data, now), now, post)
+        result = policy.decide(data, now)
+        if self._demoted:
+            result = policy.demote(result, self._demoted)
+        return self._record(result, now, post)
 
     def _record(self, result: PolicyResult, now: float | None, post: Any) -> PolicyResult:
         if self.authors is not None and post is not None and now is not None:
             self.authors.record(post.author_id, post.post_id, now, result.action)
+        if self.quarantine is not None:
+            self.quarantine.count(result.rules_fired)
         for rule_id in result.rules_fired:
             self._hit(rule_id, "live").inc()
         for rule_id in result.shadow_rules:
@@ -174,6 +194,8 @@ class PolicyService:
             stop()
         if self.authors is not None:
             self.authors.close()
+        if self.quarantine is not None:
+            self.quarantine.close()
 
 
 def _without_image_text(data: PolicyInput) -> PolicyInput:
