@@ -14,6 +14,7 @@ from rich.console import Console
 from moderator.calibrate.cli import calibrate_command
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError
+from moderator.io.replay_cli import dlq_app
 from moderator.policy.cli import bank_app, policy_app
 from moderator.training.cli import model_app
 
@@ -25,6 +26,7 @@ app.add_typer(bank_app, name="bank")
 # `moderator train` and `moderator eval` (torch is imported only when they run).
 app.registered_commands += model_app.registered_commands
 app.command("calibrate")(calibrate_command)
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 ConfigOption = Annotated[
