@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from moderator.calibrate.join import CalibrationError
 from moderator.schema.decision import Action
@@ -94,7 +95,8 @@ def calibrate_command(
 
             result = calibrate(options, advance)
     except CalibrationError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        # Plain text (a message may hold brackets), unwrapped: a file:line stays whole.
+        console.print(Text(str(exc), style="red"), soft_wrap=True)
         raise typer.Exit(2) from exc
     _print_result(result, show_backtest)
     for path in write_report(result, out):

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError, ReasonCode
@@ -73,7 +74,8 @@ def replay_command(
         settings = load_settings(config)
         summary = _run(settings, reasons, since, limit, dry_run, to, no_guard, guard_days)
     except ModeratorError as exc:
-        console.print(f"[red]{exc}[/]", highlight=False)
+        # Plain text (a message may hold brackets), unwrapped: a file:line stays whole.
+        console.print(Text(str(exc), style="red"), soft_wrap=True)
         raise typer.Exit(2) from exc
     _print_summary(summary, dry_run)
     if sum(summary.failed.values()):
