@@ -5,7 +5,8 @@ Only reviewed posts count, and only those the verdict judges for the category (s
 reviewers confirmed. Recall at t: of the confirmed posts, the share scoring >= t. The full curve
 comes from scikit-learn's `precision_recall_curve`; the recommendation is read on a grid of
 round thresholds (0.01 steps by default) so that the value written into the policy is exactly
-the one whose figures are reported.
+the one whose figures are reported. Of the grid thresholds with the same reviewed posts at or
+above them, the highest is recommended: lower ones would only reach into unreviewed scores.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def recommend(
         if point.support < min_support or point.precision is None:
             continue
         if point.precision >= target_precision:
-            return Recommendation(point, "")
+            return Recommendation(_closest_to_evidence(curve, point, resolution), "")
         if best is None or point.precision > (best.precision or 0.0):
             best = point
     if best is None:
@@ -183,6 +184,17 @@ def recommend(
         f"precision never reaches {target_precision:g} with >= {min_support} reviewed posts "
         f"(best {best.precision:.3f} at {best.threshold:g}, {best.support} posts)",
     )
+
+
+def _closest_to_evidence(curve: CategoryCurve, point: Point, resolution: float) -> Point:
+    """The highest grid threshold with the same reviewed posts at or above it as `point`.
+
+    Every threshold between two reviewed scores has the same figures; the lowest of them would
+    move the policy over scores nobody reviewed, so the one just below the lowest included
+    score is taken instead."""
+    lowest_included = float(curve.scores[curve.scores >= point.threshold].min())
+    grid = [t for t in threshold_grid(resolution) if point.threshold <= t <= lowest_included]
+    return curve.at(grid[-1]) if grid else point
 
 
 def _rounded(value: float | None) -> float | None:

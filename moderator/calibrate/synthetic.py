@@ -132,3 +132,12 @@ def _verdict(decision: Decision, seen: set[str], rng: np.random.Generator) -> Ve
         decided_at=BASE_TIME + timedelta(days=1, seconds=int(rng.integers(0, 86_400))),
         appeal_id=f"appeal-{decision.post_id}" if appeal else None,
     )
+
+
+def truth_from_scores(decisions: Sequence[Decision], seed: int = 0) -> dict[str, set[str]]:
+    """A made-up truth for decisions that have none (the demo's): each category is violated
+    with probability equal to its score, as if the model were perfectly calibrated."""
+    rng = np.random.default_rng(seed)
+    return {
+        d.post_id: {c for c, score in d.scores.items() if rng.random() < score} for d in decisions
+    }

@@ -101,19 +101,21 @@ def test_curve_matches_brute_force() -> None:
 
 
 def test_recommends_the_lowest_threshold_reaching_the_target() -> None:
-    # Posts at 0.30 are mostly wrong (precision 52/60 from 0.01 up to 0.30), the rest all right.
-    scores = np.array([0.3] * 10 + [0.6] * 40 + [0.8] * 10)
-    positive = np.array([True] * 2 + [False] * 8 + [True] * 50)
+    # Posts at 0.30 are mostly wrong (precision 57/65 from 0.01 up to 0.30), the rest all right:
+    # 0.31 is the lowest grid threshold reaching 0.9, and 0.31 to 0.45 all select the same
+    # reviewed posts, so the one nearest them, 0.45, is recommended.
+    scores = np.array([0.3] * 10 + [0.45] * 5 + [0.6] * 40 + [0.8] * 10)
+    positive = np.array([True] * 2 + [False] * 8 + [True] * 55)
     curve = CategoryCurve("hate", scores, positive)
     result = recommend(curve, target_precision=0.9, min_support=20, resolution=0.01)
     assert result.point is not None
-    assert result.point.threshold == 0.31
-    assert (result.point.support, result.point.precision) == (50, 1.0)
+    assert result.point.threshold == 0.45
+    assert (result.point.support, result.point.precision) == (55, 1.0)
     # Demanding more reviewed posts than any threshold above 0.30 has: no recommendation.
-    strict = recommend(curve, target_precision=0.9, min_support=55, resolution=0.01)
+    strict = recommend(curve, target_precision=0.9, min_support=60, resolution=0.01)
     assert strict.point is None
-    assert "never reaches 0.9 with >= 55" in strict.reason
-    assert "only 60 reviewed posts" in recommend(curve, 0.9, 61, 0.01).reason
+    assert "never reaches 0.9 with >= 60 reviewed posts (best 0.877 at 0.01, 65" in strict.reason
+    assert "only 65 reviewed posts" in recommend(curve, 0.9, 66, 0.01).reason
 
 
 def test_no_recommendation_without_confirmed_posts() -> None:
