@@ -156,6 +156,8 @@ VERDICT_CATEGORY_RESULTS = ("confirmed", "rejected")
 APPEAL_OUTCOMES = ("overturned", "upheld")
 STRIKE_CHANGES = ("added", "removed")
 TRAINING_ROW_RESULTS = ("written", "no_content", "no_category", "off")
+# Verdict categories outside the policy's (the label stays bounded whatever reviewers send).
+OTHER_CATEGORY = "other"
 VERDICTS = Counter(
     "moderator_verdicts_total",
     "Reviewers' verdicts applied (a re-delivery counts once), by the action the automated "
@@ -224,6 +226,7 @@ def _declare() -> None:
         VERDICT_STRIKES.labels(result=change)
     for row_result in TRAINING_ROW_RESULTS:
         VERDICT_TRAINING_ROWS.labels(result=row_result)
+    declare_verdict_categories([OTHER_CATEGORY])
 
 
 def declare_verdict_categories(categories: Iterable[str]) -> None:

@@ -135,12 +135,69 @@ def policy() -> dict[str, Any]:
         8,
         8,
     )
+    verdicts(lay)
     return dashboard(
         "moderator-policy",
         "Moderator / Policy",
         "Actions, labels, rule hits (live and shadow), rule errors and policy reloads.",
         lay,
         WORKER_VARIABLES,
+    )
+
+
+# The verdict consumer's series (moderator verdicts): any job of the namespace, not only the
+# workers' (the consumer is its own Deployment). Ratios divide by at least 1e-9, so an action
+# or category no verdict has reached yet reads 0, never NaN.
+V = 'namespace=~"$namespace"'
+
+
+def _ratio(metric: str, part: str, by: str) -> str:
+    whole = f"sum by ({by}) (increase({metric}{{{V}}}[$__range]))"
+    return f"sum by ({by}) (increase({metric}{{{V}, {part}}}[$__range])) / clamp_min({whole}, 1e-9)"
+
+
+def verdicts(lay: Layout) -> None:
+    """Reviewers' verdicts against the automated actions (docs/reviewers.md)."""
+    lay.row("Reviewers' verdicts")
+    right = bars(
+        "Actions reviewers confirmed (dashboard range)",
+        "Verdicts finding a violation / all verdicts, by the automated decision's action: for "
+        "block, how often block was right; for review, how often review was needed. 0 until "
+        "a verdict on that action arrives.",
+        _ratio("moderator_verdicts_total", 'outcome="violation"', "action"),
+        "{{action}}",
+    )
+    precision = bars(
+        "Per-category precision by action (dashboard range)",
+        "Categories reviewers confirmed / confirmed or rejected, by the decision's action and "
+        "category (categories outside the policy's count as other).",
+        _ratio("moderator_verdict_categories_total", 'result="confirmed"', "action, category"),
+        "{{action}} {{category}}",
+    )
+    for panel in (right, precision):
+        panel["fieldConfig"]["defaults"].update({"unit": "percentunit", "max": 1})
+        lay.add(panel, 8, 9)
+    lay.add(
+        timeseries(
+            "Verdicts, appeals and strikes",
+            "Verdicts applied by outcome, appeals by outcome (overturned: a corrected decision "
+            "was emitted), strikes changed by verdicts, and records dead-lettered as invalid "
+            "verdicts, per second.",
+            [
+                Target(rate_of("moderator_verdicts_total", V, "outcome"), "verdicts {{outcome}}"),
+                Target(rate_of("moderator_appeals_total", V, "outcome"), "appeals {{outcome}}"),
+                Target(
+                    rate_of("moderator_verdict_strikes_total", V, "result"), "strikes {{result}}"
+                ),
+                Target(
+                    rate_of("moderator_dead_letters_total", f'{V}, reason="invalid_verdict"'),
+                    "invalid verdicts",
+                ),
+            ],
+            "cps",
+        ),
+        8,
+        9,
     )
 
 

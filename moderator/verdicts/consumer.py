@@ -48,7 +48,7 @@ from moderator.verdicts.rows import TrainingRows
 
 logger = logging.getLogger(__name__)
 
-OTHER_CATEGORY = "other"
+OTHER_CATEGORY = metrics.OTHER_CATEGORY
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0  # well under max_poll_interval_ms: the group keeps this consumer
 # Redis socket timeout of the consumer's own client: strikes and marks wait for an answer.
