@@ -17,7 +17,7 @@ from moderator.schema.decision import Action
 from moderator.tables import print_table
 
 if TYPE_CHECKING:
-    from moderator.calibrate.run import CalibrationResult
+    from moderator.calibrate.run import CalibrationResult, CategoryResult
 
 console = Console()
 # Below this many bytes of input, reading is quick and a progress bar is only noise.
@@ -146,7 +146,7 @@ def _print_result(result: CalibrationResult, show_backtest: bool) -> None:
             f"{curve.positives}/{curve.negatives}",
             ", ".join(rule.rule_id for rule in item.tuned) or "-",
             now or "-",
-            item.new_value or "-",
+            _new_column(item),
             _figures(point) if point else curve.recommendation.reason,
         )
     print_table(console, table)
@@ -167,6 +167,14 @@ def _print_result(result: CalibrationResult, show_backtest: bool) -> None:
     for note in result.notes:
         console.print(f"[yellow]{note}[/]", highlight=False)
     _print_backtests(result, show_backtest)
+
+
+def _new_column(item: CategoryResult) -> str:
+    if item.new_value is None:
+        return "-"
+    if item.tuned and len(item.kept) == len(item.tuned):
+        return f"kept (= {item.new_value})"
+    return item.new_value
 
 
 def _figures(point: object) -> str:

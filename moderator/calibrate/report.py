@@ -69,7 +69,7 @@ def _category(item: CategoryResult) -> dict[str, Any]:
                 "action": rule.action.value,
                 "current": rule.value,
                 "current_figures": item.current[rule.rule_id].as_json(),
-                "new": item.new_value,
+                "new": None if rule.rule_id in item.kept else item.new_value,
             }
             for rule in item.tuned
         ],

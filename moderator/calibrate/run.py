@@ -57,6 +57,8 @@ class CategoryResult:
     also_reads: list[str]
     """Other live rules that read this score inside a larger expression (not rewritten)."""
     notes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """Tuned rules left as they are: their threshold selects the same reviewed posts."""
 
 
 @dataclass
@@ -99,7 +101,7 @@ def calibrate(options: CalibrationOptions, progress: Progress | None = None) -> 
         for item in results
         if item.new_value is not None
         for rule in item.tuned
-        if format_threshold(rule.value, options.resolution) != item.new_value
+        if rule.rule_id not in item.kept
     }
     if not new_values:
         return result
@@ -173,6 +175,16 @@ def _category(
         wanted = f"{options.action.value} " if options.action else ""
         result.notes.append(f"no live {wanted}threshold rule reads scores.{category} alone")
     elif point is not None:
+        for rule in tuned:
+            now = current[rule.rule_id]
+            if (now.support, now.true_positives) == (point.support, point.true_positives):
+                # The same reviewed posts either way: the data gives no reason to move it.
+                result.kept.append(rule.rule_id)
+                if format_threshold(rule.value, options.resolution) != new_value:
+                    result.notes.append(
+                        f"{rule.rule_id} kept at {rule.value:g}: it selects the same reviewed "
+                        f"posts as {new_value}"
+                    )
         result.notes += order_warnings(rules, tuned, point.threshold)
     return result
 

@@ -14,7 +14,12 @@ from typer.testing import CliRunner
 
 from moderator import cli
 from moderator.calibrate.join import CalibrationError
-from moderator.calibrate.synthetic import synthetic_decisions, synthetic_verdicts
+from moderator.calibrate.run import CalibrationOptions, calibrate
+from moderator.calibrate.synthetic import (
+    ReviewSelection,
+    synthetic_decisions,
+    synthetic_verdicts,
+)
 from moderator.calibrate.thresholds import (
     find_threshold_rules,
     order_warnings,
@@ -174,3 +179,41 @@ def test_calibrate_command_names_bad_inputs(
     assert bad.exit_code == 2
     assert f"verdicts.jsonl:{lines}: not a verdict: post_id: Field required" in bad.output
     assert not (tmp_path / "out").exists()
+
+
+def _hate_data(tmp_path: Path) -> tuple[Path, Path]:
+    """10 posts at 0.30 (2 confirmed) and 50 at 0.95 (all confirmed), all reviewed."""
+    decisions, _ = synthetic_decisions(60, ["hate"], seed=5)
+    decisions = [
+        d.model_copy(update={"scores": {"hate": 0.3 if i < 10 else 0.95}})
+        for i, d in enumerate(decisions)
+    ]
+    truth = {d.post_id: {"hate"} if i < 2 or i >= 10 else set() for i, d in enumerate(decisions)}
+    everyone = ReviewSelection(review_share=1, appeal_share=1, audit_share=1, reviewer_error=0)
+    verdicts = synthetic_verdicts(decisions, truth, seed=5, selection=everyone)
+    decisions_path, verdicts_path = tmp_path / "d.jsonl", tmp_path / "v.jsonl"
+    decisions_path.write_text("".join(d.model_dump_json() + "\n" for d in decisions))
+    verdicts_path.write_text("".join(v.model_dump_json() + "\n" for v in verdicts))
+    return verdicts_path, decisions_path
+
+
+@pytest.mark.parametrize(("current", "written"), [("0.90", None), ("0.97", "0.95")])
+def test_a_threshold_selecting_the_same_reviewed_posts_is_kept(
+    tmp_path: Path, current: str, written: str | None
+) -> None:
+    verdicts, decisions = _hate_data(tmp_path)
+    policy = tmp_path / "small.yaml"
+    policy.write_text(SMALL_POLICY.replace("0.9'", f"{current}'"))
+    options = CalibrationOptions(
+        verdicts, decisions, policy, min_support=20, categories=("hate",), action=Action.BLOCK
+    )
+    result = calibrate(options)
+    hate = result.categories[0]
+    assert hate.new_value == "0.95"  # 0.31 would do too, over scores nobody reviewed
+    if written is None:
+        assert hate.kept == ["hate.block"] and result.new_policy is None
+        assert hate.notes == ["hate.block kept at 0.9: it selects the same reviewed posts as 0.95"]
+    else:
+        assert hate.kept == [] and result.new_policy is not None
+        assert f"""scores["hate"] >= {written}""" in result.new_policy.read_text()
+        assert result.calibrated is not None and result.calibrated.decisions == 60
