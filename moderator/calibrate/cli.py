@@ -122,6 +122,8 @@ def _print_result(result: CalibrationResult, show_backtest: bool) -> None:
             f"not scored by any decision: {', '.join(result.unscored_categories)}",
             highlight=False,
         )
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/]", highlight=False)
     options = result.options
     table = Table(
         "category",
@@ -164,8 +166,8 @@ def _print_result(result: CalibrationResult, show_backtest: bool) -> None:
         return
     console.print(result.diff, highlight=False, markup=False, end="", soft_wrap=True)
     console.print(f"new policy written to {result.new_policy}", highlight=False)
-    for note in result.notes:
-        console.print(f"[yellow]{note}[/]", highlight=False)
+    if result.relative_files_note:
+        console.print(f"[yellow]{result.relative_files_note}[/]", highlight=False)
     _print_backtests(result, show_backtest)
 
 

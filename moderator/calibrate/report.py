@@ -39,7 +39,8 @@ def report_json(result: CalibrationResult) -> dict[str, Any]:
         "unscored_categories": result.unscored_categories,
         "categories": {item.curve.category: _category(item) for item in result.categories},
         "new_policy": str(result.new_policy) if result.new_policy else None,
-        "notes": result.notes,
+        "notes": result.notes
+        + ([result.relative_files_note] if result.relative_files_note else []),
         "edits": [
             {"rule": edit.rule_id, "line": edit.line, "old": edit.old, "new": edit.new}
             for edit in result.edits

@@ -57,6 +57,7 @@ class CategoryResult:
     also_reads: list[str]
     """Other live rules that read this score inside a larger expression (not rewritten)."""
     notes: list[str] = field(default_factory=list)
+    relative_files_note: str = ""
     kept: list[str] = field(default_factory=list)
     """Tuned rules left as they are: their threshold selects the same reviewed posts."""
 
@@ -76,6 +77,7 @@ class CalibrationResult:
     """The unchanged policy replayed over the logged decisions (what the edits are compared to)."""
     calibrated: BacktestReport | None = None
     notes: list[str] = field(default_factory=list)
+    relative_files_note: str = ""
 
 
 def calibrate(options: CalibrationOptions, progress: Progress | None = None) -> CalibrationResult:
@@ -96,6 +98,13 @@ def calibrate(options: CalibrationOptions, progress: Progress | None = None) -> 
     rules, others = find_threshold_rules(document, located)
     results = [_category(options, category, joined, rules, others) for category in categories]
     result = CalibrationResult(options, document.name, document.version, joined, results, unscored)
+    models = sorted({decision.model_version for decision, _ in joined.pairs})
+    if len(models) > 1:
+        # Scores of different models are not on one scale: one threshold cannot suit them all.
+        result.notes.append(
+            f"reviewed decisions come from {len(models)} model versions "
+            f"({', '.join(models)}): pass the decisions of one model"
+        )
     new_values = {
         rule.index: item.new_value
         for item in results
@@ -115,7 +124,7 @@ def calibrate(options: CalibrationOptions, progress: Progress | None = None) -> 
     out.write_text(text, encoding="utf-8")
     result.new_policy = out
     if out.parent.resolve() != options.policy.parent.resolve() and _relative_files(document):
-        result.notes.append(
+        result.relative_files_note = (
             f"{out} names term lists and hash banks by paths relative to its folder: copy them "
             f"there from {options.policy.parent}, or write the policy beside the original"
         )

@@ -217,3 +217,21 @@ def test_a_threshold_selecting_the_same_reviewed_posts_is_kept(
         assert hate.kept == [] and result.new_policy is not None
         assert f"""scores["hate"] >= {written}""" in result.new_policy.read_text()
         assert result.calibrated is not None and result.calibrated.decisions == 60
+
+
+def test_decisions_of_several_models_are_named(tmp_path: Path) -> None:
+    decisions, truth = synthetic_decisions(40, ["hate"], seed=6)
+    decisions = [
+        d.model_copy(update={"model_version": "m1" if i % 2 else "m2"})
+        for i, d in enumerate(decisions)
+    ]
+    everyone = ReviewSelection(review_share=1, appeal_share=1, audit_share=1)
+    verdicts = synthetic_verdicts(decisions, truth, seed=6, selection=everyone)
+    (tmp_path / "d.jsonl").write_text("".join(d.model_dump_json() + "\n" for d in decisions))
+    (tmp_path / "v.jsonl").write_text("".join(v.model_dump_json() + "\n" for v in verdicts))
+    policy = tmp_path / "small.yaml"
+    policy.write_text(SMALL_POLICY)
+    result = calibrate(CalibrationOptions(tmp_path / "v.jsonl", tmp_path / "d.jsonl", policy))
+    assert result.notes == [
+        "reviewed decisions come from 2 model versions (m1, m2): pass the decisions of one model"
+    ]
