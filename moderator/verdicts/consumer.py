@@ -30,7 +30,7 @@ from prometheus_client import start_http_server
 from moderator import metrics
 from moderator.cache.client import redis_client
 from moderator.config import Settings
-from moderator.errors import ConfigError, ReasonCode
+from moderator.errors import ConfigError, ModeratorError, ReasonCode
 from moderator.io import create_consumer, create_producer
 from moderator.io.unreadable import UnreadableBatchError
 from moderator.policy.authors import RedisAuthorStore
@@ -277,24 +277,33 @@ def verdict_categories(settings: Settings) -> list[str]:
 
 def build_consumer(settings: Settings) -> VerdictConsumer:
     """Kafka clients, Redis and the rows file from settings (ConfigError when unusable)."""
-    if not settings.redis.enabled or settings.redis.url is None:
+    url = settings.redis.url.get_secret_value() if settings.redis.url is not None else ""
+    if not settings.redis.enabled or not url:
         raise ConfigError(
             "redis.url is not set (MODERATOR_REDIS__URL): the verdict consumer keeps strikes "
             "and the verdicts it has applied in Redis"
         )
-    client = redis_client(
-        settings.redis.url.get_secret_value(), REDIS_TIMEOUT_S, settings.redis.ssl_ca_certs
-    )
+    try:
+        client = redis_client(url, REDIS_TIMEOUT_S, settings.redis.ssl_ca_certs)
+    except ValueError as exc:  # the URL's scheme or form; the message does not echo it
+        raise ConfigError(f"redis.url: {exc}") from exc
     own = settings.verdicts
     rows = TrainingRows(own.training_rows_path) if own.training_rows_path is not None else None
     categories = verdict_categories(settings)
-    consumer = create_consumer(
-        settings.kafka, group_id=own.group_id, client_id=f"{settings.kafka.client_id}-verdicts"
-    )
+    try:
+        consumer = create_consumer(
+            settings.kafka, group_id=own.group_id, client_id=f"{settings.kafka.client_id}-verdicts"
+        )
+        producer = create_producer(settings.kafka)
+    except KafkaError as exc:  # no broker answers, or a client setting it refuses
+        raise ModeratorError(
+            f"cannot start the Kafka clients for kafka.bootstrap_servers "
+            f"({settings.kafka.bootstrap_servers}): {exc!r}"
+        ) from exc
     return VerdictConsumer(
         settings,
         consumer,
-        create_producer(settings.kafka),
+        producer,
         RedisAuthorStore(client, settings.authors),
         VerdictLedger(client, own.key_prefix, own.seen_ttl_s),
         rows,

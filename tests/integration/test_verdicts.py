@@ -8,8 +8,12 @@ the re-delivered batch changes nothing a second time.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +28,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from moderator.config import Settings
 from moderator.errors import ReasonCode
 from moderator.io import connection_options, create_producer, ensure_topics
+from moderator.local.process import free_port
+from moderator.local.stack import write_settings_file
 from moderator.policy.authors import RedisAuthorStore
 from moderator.schema import Action, DeadLetter, Decision, Verdict
 from moderator.verdicts.consumer import VerdictConsumer, build_consumer
@@ -306,3 +312,53 @@ def test_a_batch_redelivered_after_a_stop_before_its_commit_has_no_second_effect
     assert strikes(authors, "author-1") == {"p-5", "p-8"}
     assert len(read_topic(settings, settings.kafka.decisions_topic)) == 1
     assert sorted(r["id"] for r in rows(settings)) == sorted(v.verdict_id for v in verdicts)
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def test_the_moderator_verdicts_process_applies_counts_and_commits_on_sigterm(
+    settings: Settings, authors: RedisAuthorStore, tmp_path: Path
+) -> None:
+    port = free_port()
+    own = settings.verdicts.model_copy(update={"metrics_port": port})
+    config = write_settings_file(settings.model_copy(update={"verdicts": own}), tmp_path)
+    produce_verdicts(settings, [verdict(post_id="p-11"), overturned_appeal("p-12")])
+    log = (tmp_path / "verdicts.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from moderator.cli import main; main()", "verdicts", "-c", config],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        applied = 'moderator_verdicts_total{action="block",outcome="no_violation"} 1.0'
+        while True:
+            assert process.poll() is None, (tmp_path / "verdicts.log").read_text()
+            assert time.monotonic() < deadline, "the process applied no verdict"
+            try:
+                if applied in _scrape(port):
+                    break
+            except OSError:
+                pass  # not serving yet
+            time.sleep(0.2)
+        metrics = _scrape(port)
+        assert 'moderator_verdicts_total{action="block",outcome="violation"} 1.0' in metrics
+        assert 'moderator_appeals_total{outcome="overturned"} 1.0' in metrics
+        assert 'moderator_verdict_strikes_total{result="added"} 1.0' in metrics
+        assert (
+            'moderator_verdict_categories_total{action="block",category="hate",result="confirmed"}'
+            " 1.0" in metrics
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_S) == 0, (tmp_path / "verdicts.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert committed(settings) == 2
+    assert strikes(authors, "author-1") == {"p-11"}
+    assert len(read_topic(settings, settings.kafka.decisions_topic)) == 1
