@@ -13,8 +13,8 @@ from rich.console import Console
 
 from moderator.calibrate.cli import calibrate_command
 from moderator.config import Settings, load_settings
+from moderator.dlq_cli import dlq_app
 from moderator.errors import ModeratorError
-from moderator.io.replay_cli import dlq_app
 from moderator.policy.cli import bank_app, policy_app
 from moderator.training.cli import model_app
 

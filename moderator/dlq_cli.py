@@ -6,7 +6,7 @@ docs/reliability.md, "Replaying dead letters".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,8 +15,10 @@ from rich.text import Text
 
 from moderator.config import Settings, load_settings
 from moderator.errors import ModeratorError, ReasonCode
-from moderator.io.replay import ReplaySummary
 from moderator.tables import print_table
+
+if TYPE_CHECKING:  # the Kafka client library loads only when the command runs
+    from moderator.io.replay import ReplaySummary
 
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter topic: replay after a fix.")
 console = Console()
