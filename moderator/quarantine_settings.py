@@ -51,8 +51,8 @@ class QuarantineSettings(BaseModel):
     check_interval_s: float = Field(
         default=5.0,
         ge=0,
-        description="How often a worker reads the windows and judges the rules (0: every batch); "
-        "the quarantined rules themselves are read with every batch.",
+        description="How often a worker sends its counts, reads the quarantined rules and the "
+        "windows, and judges (0: every batch); at most bucket_s.",
     )
     exempt_rules: list[RuleId] = Field(
         default_factory=list, description="Rule ids never quarantined."
@@ -73,4 +73,7 @@ class QuarantineSettings(BaseModel):
                 raise ValueError(f"{name} must be a multiple of bucket_s ({self.bucket_s})")
         if self.baseline_window_s < self.current_window_s:
             raise ValueError("baseline_window_s must be at least current_window_s")
+        if self.check_interval_s > self.bucket_s:
+            # Counts are sent at each check into the bucket of that moment.
+            raise ValueError(f"check_interval_s must be at most bucket_s ({self.bucket_s})")
         return self

@@ -58,7 +58,7 @@ def make_decisions(
     """One decision record per valid post, in `valid` order. `signal_categories`: category →
     (signal, field) scored by a signal for a model that does not score it; 0.0 when the signal
     did not run on the post (no image, or it failed)."""
-    policy.begin_batch()  # flood quarantine: one Redis round trip per batch, when enabled
+    policy.begin_batch()  # flood quarantine, when enabled: a Redis round trip when a check is due
     categories = response.categories
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
     rows = np.round(response.scores.astype(np.float64), 6).tolist()

@@ -17,9 +17,10 @@ A quarantine is one Redis key per rule that expires after `cool_off_s`, set with
 one worker logs and counts it. While it exists, every worker moves the rule's fires from
 `rules_fired` to `shadow_rules` (`CompiledPolicy.demote`) and stops counting them, so the
 flood does not become the rule's baseline and a rule still flooding when the cool-off ends
-is quarantined again. One Redis round trip per batch (counts out, quarantined rules in, and
-the windows when a check is due), plus one SET per new quarantine. Redis down: nothing is
-demoted (fail open), the failure is counted, and Redis is left alone for `retry_after_s`.
+is quarantined again. One Redis round trip per worker every `check_interval_s` (counts out,
+quarantined rules and the windows in; every batch when 0), plus one SET per new quarantine;
+between checks a batch costs a set lookup per fired rule. Redis down: nothing is demoted
+(fail open), the failure is counted, and Redis is left alone for `retry_after_s`.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class _Watch:
 
 
 class FloodQuarantine:
-    """Per worker: counts fires between batches, syncs once per batch, judges when due.
+    """Per worker: counts fires per post, syncs with Redis and judges every check interval.
 
     Used from the worker's loop thread only (`begin_batch`, then `count` per post).
     """
@@ -198,23 +199,27 @@ class FloodQuarantine:
                     self._fires[rule_id] += 1
 
     def begin_batch(self, policy: CompiledPolicy) -> frozenset[str]:
-        """Send what was counted since the last batch and return the rules to demote now."""
+        """The rules to demote in the batch about to be decided. Every `check_interval_s` (and
+        when the policy changed) this is one Redis round trip that sends what was counted
+        since, reads the quarantined rules and the windows, and judges; otherwise none."""
+        changed = self._watch is None or self._watch.policy is not policy
         watch = self._watch_for(policy)
         now_mono = self._monotonic()
         if now_mono < self._down_until:
             self._take_counts()  # dropped: they would land in a later bucket than they belong
             return self._set_quarantined(frozenset())
+        if now_mono < self._next_check and not changed:
+            return self._quarantined
+        self._next_check = now_mono + self.settings.check_interval_s
         now = self._clock()
         bucket = int(now // self.settings.bucket_s)
         writes = self._take_counts()
-        due = now_mono >= self._next_check
         window = self._current_buckets + self._baseline_buckets
-        read = list(range(bucket - window + 1, bucket + 1)) if due else None
+        read = list(range(bucket - window + 1, bucket + 1))
         try:
             reply = self.store.sync({bucket: writes} if writes else {}, watch.rule_ids, read)
             quarantined = reply.quarantined
             if reply.buckets is not None:
-                self._next_check = now_mono + self.settings.check_interval_s
                 quarantined |= self._judge(watch, reply.buckets, quarantined, now)
         except redis.RedisError as exc:
             self._failed(exc)

@@ -103,8 +103,8 @@ class PolicyService:
             self.source.current().check_categories(model_categories)
 
     def begin_batch(self) -> None:
-        """Before deciding a batch: sync flood quarantine (one Redis round trip) and take the
-        rules it quarantines for the batch's decisions."""
+        """Before deciding a batch: take the rules flood quarantine demotes for it (a Redis
+        round trip when its check is due)."""
         if self.quarantine is not None:
             self._demoted = self.quarantine.begin_batch(self.source.current())
 

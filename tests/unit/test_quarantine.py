@@ -199,17 +199,18 @@ def test_quarantine_ends_after_the_cool_off_and_its_fires_are_not_counted(
     assert all(r.action is Action.REVIEW for r in results)
 
 
-def test_one_round_trip_per_batch_and_judging_only_when_due(policy_file: Path) -> None:
-    settings = SETTINGS.model_copy(update={"check_interval_s": 15.0})
+def test_redis_is_called_once_per_check_interval_not_per_batch(policy_file: Path) -> None:
+    settings = SETTINGS.model_copy(update={"check_interval_s": 10.0})
     service, store, clock = _service(policy_file, settings)
     _seed_baseline(store, clock, 5000, {})
     for _ in range(4):
         _batch(service, 10, hate=0.0)
-    assert store.syncs == 4
-    assert store.keys == {}  # judged at the first batch only, before any fire was sent
-    clock.now += 15  # due again; the fires are still in the current window
-    _batch(service, 1, hate=0.0)
-    assert "new.review" in store.keys
+    assert store.syncs == 1  # the first batch (a new policy is always checked at once)
+    assert store.keys == {}  # judged before any fire was sent
+    clock.now += 10  # due: the 40 fires go out, are judged, and the rule is quarantined
+    results = _batch(service, 1, hate=0.0)
+    assert store.syncs == 2 and "new.review" in store.keys
+    assert results[0].shadow_rules == ["candidate", "new.review"]
 
 
 def test_redis_down_fails_open_counted_and_backs_off(policy_file: Path) -> None:
@@ -236,6 +237,8 @@ def test_settings_reject_windows_off_the_bucket_grid_naming_the_field() -> None:
         QuarantineSettings(bucket_s=60, current_window_s=90)
     with pytest.raises(ValidationError, match="baseline_window_s must be at least"):
         QuarantineSettings(bucket_s=60, current_window_s=600, baseline_window_s=300)
+    with pytest.raises(ValidationError, match="check_interval_s must be at most bucket_s"):
+        QuarantineSettings(bucket_s=10, current_window_s=60, check_interval_s=20)
     with pytest.raises(ValidationError, match="exempt_rules"):
         QuarantineSettings(exempt_rules=["not a rule id"])
     with pytest.raises(ValidationError, match="factor"):
