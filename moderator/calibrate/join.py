@@ -64,6 +64,7 @@ class JoinedSet:
     pairs: list[tuple[Decision, Verdict]] = field(default_factory=list)
     decisions_read: int = 0
     duplicate_decisions: int = 0
+    """Re-deliveries of a reviewed decision (those of unreviewed ones are not told apart)."""
     corrections_skipped: int = 0
     verdicts_read: int = 0
     duplicate_verdicts: int = 0
@@ -77,6 +78,7 @@ class JoinedSet:
 
     @property
     def unreviewed_decisions(self) -> int:
+        """Decision records no verdict answers (re-deliveries included)."""
         return (
             self.decisions_read
             - self.duplicate_decisions
@@ -120,8 +122,13 @@ def _first_problem(exc: ValidationError) -> str:
 
 
 def read_decisions(
-    path: Path, joined: JoinedSet, progress: Progress | None = None
+    path: Path,
+    joined: JoinedSet,
+    wanted: set[JoinKey] | None = None,
+    progress: Progress | None = None,
 ) -> dict[JoinKey, Decision]:
+    """Every line is validated; only the decisions in `wanted` (all when None) are kept, so a
+    large decisions log costs memory only for its reviewed posts."""
     decisions: dict[JoinKey, Decision] = {}
     for number, line in jsonl_rows(path, progress):
         try:
@@ -136,6 +143,8 @@ def read_decisions(
             joined.corrections_skipped += 1
             continue
         key = (decision.post_id, decision.model_version, decision.policy_version)
+        if wanted is not None and key not in wanted:
+            continue
         if key in decisions:
             joined.duplicate_decisions += 1
             continue
@@ -176,8 +185,9 @@ def load_joined(
 ) -> JoinedSet:
     """Read both files and join them; bad lines raise CalibrationError naming file:line."""
     joined = JoinedSet()
-    by_key = read_decisions(decisions, joined, progress)
-    for key, verdict in read_verdicts(verdicts, joined, progress).items():
+    by_verdict = read_verdicts(verdicts, joined, progress)
+    by_key = read_decisions(decisions, joined, set(by_verdict), progress)
+    for key, verdict in by_verdict.items():
         decision = by_key.get(key)
         if decision is None:
             joined.unmatched_verdicts += 1

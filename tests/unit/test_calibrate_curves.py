@@ -182,8 +182,11 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
         load_joined(verdicts, decisions)
     with pytest.raises(CalibrationError, match=r"missing\.jsonl: cannot read"):
         load_joined(tmp_path / "missing.jsonl", decisions)
-    with pytest.raises(CalibrationError, match=r"v\.jsonl:1: not a decision record: .*"):
-        load_joined(decisions, verdicts)
+    good = _write(tmp_path / "good.jsonl", [_verdict(_decisions(1)[0])])
+    with decisions.open("a") as handle:
+        handle.write('{"post_id": "p", "scores": {"hate": "high"}}\n')
+    with pytest.raises(CalibrationError, match=r"d\.jsonl:3: not a decision record: "):
+        load_joined(good, decisions)
 
 
 def test_synthetic_reviews_follow_the_truth() -> None:
