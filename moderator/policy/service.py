@@ -12,6 +12,10 @@ classifier's resized RGB array (224x224 for the starter model), not the
 original file. PDQ downsamples to 64x64 internally, so the hash of the resized
 image stays within a few bits of the original's (2-6 bits on the test
 patterns, far below the default threshold of 31); see docs/policy.md.
+
+With a `FloodQuarantine` (moderator.policy.quarantine), `begin_batch` takes the rules it
+quarantines before each batch and those rules' fires are decided as shadow
+(`CompiledPolicy.demote`); every decided post's live rules are counted for it.
 """
 
 from __future__ import annotations

@@ -249,3 +249,20 @@ def test_settings_reject_windows_off_the_bucket_grid_naming_the_field() -> None:
 def test_exempt_rule_ids_follow_the_policy_pattern() -> None:
     field = QuarantineSettings.model_fields["exempt_rules"]
     assert RULE_ID_PATTERN in repr(field.annotation) or RULE_ID_PATTERN in str(field.metadata)
+
+
+def test_the_worker_builds_it_only_when_enabled_and_refuses_it_without_redis() -> None:
+    from pydantic import SecretStr
+
+    from moderator.config import RedisSettings
+    from moderator.errors import ConfigError
+    from workers.quarantine import build_quarantine
+
+    assert build_quarantine(Settings()) is None  # off by default
+    enabled = QuarantineSettings(enabled=True)
+    with pytest.raises(ConfigError, match=r"quarantine\.enabled needs Redis \(redis\.enabled"):
+        build_quarantine(Settings(quarantine=enabled))
+    redis_settings = RedisSettings(url=SecretStr("redis://127.0.0.1:6379/0"))
+    built = build_quarantine(Settings(quarantine=enabled, redis=redis_settings))
+    assert isinstance(built, FloodQuarantine)  # the client connects on first use, not here
+    built.store.close()
