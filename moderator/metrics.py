@@ -192,6 +192,12 @@ VERDICT_DUPLICATES = Counter(
     "moderator_verdict_duplicates_total",
     "Verdicts seen again (re-delivered, same verdict_id) and skipped: no second effect.",
 )
+# Not moderator_dead_letters_total: that one is per post consumed (ModeratorDeadLetterRateHigh).
+INVALID_VERDICTS = Counter(
+    "moderator_invalid_verdicts_total",
+    "Records of the verdicts topic that are not valid verdicts, sent to its dead-letter topic "
+    "(reason invalid_verdict) and acknowledged.",
+)
 
 # -- versions (one series each; the labels change when the version does) --------------------
 MODEL_INFO = Info("moderator_model", "The model the worker's decisions come from.")

@@ -189,10 +189,7 @@ def verdicts(lay: Layout) -> None:
                 Target(
                     rate_of("moderator_verdict_strikes_total", V, "result"), "strikes {{result}}"
                 ),
-                Target(
-                    rate_of("moderator_dead_letters_total", f'{V}, reason="invalid_verdict"'),
-                    "invalid verdicts",
-                ),
+                Target(rate_of("moderator_invalid_verdicts_total", V), "invalid verdicts"),
             ],
             "cps",
         ),

@@ -231,7 +231,7 @@ class VerdictConsumer:
             metrics.VERDICT_TRAINING_ROWS.labels(result=plan.row_result.value).inc()
             self.stats.outcomes[verdict.outcome.value] += 1
         metrics.VERDICT_DUPLICATES.inc(duplicates)
-        metrics.DEAD_LETTERS.labels(reason=ReasonCode.INVALID_VERDICT.value).inc(letters)
+        metrics.INVALID_VERDICTS.inc(letters)
         self.stats.applied += len(plans)
         self.stats.duplicates += duplicates
         self.stats.dead_lettered += letters
