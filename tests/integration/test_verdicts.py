@@ -24,10 +24,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from pydantic import SecretStr
 
 from moderator.config import Settings
 from moderator.errors import ReasonCode
 from moderator.io import connection_options, create_producer, ensure_topics
+from moderator.local import LocalRedis
 from moderator.local.process import free_port
 from moderator.local.stack import write_settings_file
 from moderator.policy.authors import RedisAuthorStore
@@ -361,4 +363,42 @@ def test_the_moderator_verdicts_process_applies_counts_and_commits_on_sigterm(
         log.close()
     assert committed(settings) == 2
     assert strikes(authors, "author-1") == {"p-11"}
+    assert len(read_topic(settings, settings.kafka.decisions_topic)) == 1
+
+
+def test_a_redis_outage_commits_nothing_and_the_batch_is_applied_once_redis_returns(
+    settings: Settings,
+) -> None:
+    redis_server = LocalRedis().start()
+    port = redis_server.port
+    redis_settings = settings.redis.model_copy(update={"url": SecretStr(redis_server.url)})
+    settings = settings.model_copy(update={"redis": redis_settings})
+    consumer = build_consumer(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    try:
+        redis_server.stop()
+        produce_verdicts(settings, [verdict(post_id="p-21"), overturned_appeal("p-22")])
+        thread.start()
+        deadline = time.monotonic() + WAIT_S
+        while consumer.stats.retries < 1:
+            assert time.monotonic() < deadline, "no failed attempt while Redis was down"
+            time.sleep(0.05)
+        assert committed(settings) == 0 and consumer.stats.applied == 0
+        redis_server = LocalRedis(port=port).start()
+        while consumer.stats.applied < 2:
+            assert time.monotonic() < deadline, "not applied after Redis came back"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT_S)
+        consumer.consumer.close(autocommit=False)
+        consumer.producer.close()
+        store = RedisAuthorStore.from_url(redis_server.url, settings.authors)
+        found = strikes(store, "author-1")
+        store.client.close()
+        redis_server.stop()
+    assert committed(settings) == 2
+    assert found == {"p-21"}
+    # Nothing was produced before the strikes were written: one correction, not one per try.
     assert len(read_topic(settings, settings.kafka.decisions_topic)) == 1
