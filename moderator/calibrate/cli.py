@@ -59,6 +59,13 @@ def calibrate_command(
     out: Annotated[
         Path, typer.Option(help="calibration.json, policy.diff and one PNG per category.")
     ] = Path("calibration"),
+    run_backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest/--no-backtest",
+            help="Replay the logged decisions through both policies (two passes over them).",
+        ),
+    ] = True,
     show_backtest: Annotated[
         bool, typer.Option(help="Print the backtest's rule and label tables too.")
     ] = False,
@@ -79,6 +86,7 @@ def calibrate_command(
         resolution=resolution,
         policy_out=policy_out,
         new_version=new_version,
+        backtest=run_backtest,
     )
     try:
         with ExitStack() as stack:

@@ -24,6 +24,7 @@ from moderator.schema.verdict import Outcome, Verdict
 JoinKey = tuple[str, str, str]
 Progress = Callable[[int], None]
 """Called with the bytes read since the last call (for a progress bar)."""
+PROGRESS_STEP = 1 << 20  # bytes between progress calls: a bar update per line costs more
 
 
 class CalibrationError(ModeratorError):
@@ -106,12 +107,17 @@ def jsonl_rows(path: Path, progress: Progress | None = None) -> Iterator[tuple[i
         handle = path.open("rb")
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    unreported = 0
     with handle:
         for number, line in enumerate(handle, start=1):
-            if progress is not None:
-                progress(len(line))
+            unreported += len(line)
+            if progress is not None and unreported >= PROGRESS_STEP:
+                progress(unreported)
+                unreported = 0
             if line.strip():
                 yield number, line
+    if progress is not None and unreported:
+        progress(unreported)
 
 
 def _first_problem(exc: ValidationError) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from moderator.calibrate.curves import threshold_grid
 from moderator.calibrate.run import CalibrationResult, CategoryResult
 from moderator.policy.backtest import BacktestReport
 
@@ -37,7 +38,10 @@ def report_json(result: CalibrationResult) -> dict[str, Any]:
         "definition": DEFINITION,
         "join": result.joined.summary() | {"unmatched_examples": result.joined.unmatched_examples},
         "unscored_categories": result.unscored_categories,
-        "categories": {item.curve.category: _category(item) for item in result.categories},
+        "categories": {
+            item.curve.category: _category(item, threshold_grid(options.resolution))
+            for item in result.categories
+        },
         "new_policy": str(result.new_policy) if result.new_policy else None,
         "notes": result.notes
         + ([result.relative_files_note] if result.relative_files_note else []),
@@ -52,7 +56,7 @@ def report_json(result: CalibrationResult) -> dict[str, Any]:
     }
 
 
-def _category(item: CategoryResult) -> dict[str, Any]:
+def _category(item: CategoryResult, grid: list[float]) -> dict[str, Any]:
     curve = item.curve
     point = curve.recommendation.point
     return {
@@ -76,7 +80,8 @@ def _category(item: CategoryResult) -> dict[str, Any]:
         ],
         "also_read_by": item.also_reads,
         "notes": item.notes,
-        "curve": [p.as_json() for p in curve.curve],
+        # On the grid: every distinct score would make the file grow with the data.
+        "curve": [p.as_json() for p in curve.at_many(grid) if p.support] if curve.curve else [],
     }
 
 
