@@ -18,6 +18,7 @@ decides a duplicate post identically (at-least-once, DESIGN.md).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -27,11 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from moderator.config import Settings
 from moderator.errors import ModeratorError
 from moderator.schema.deadletter import HEADER_REASON, HEADER_TOPIC
 
+logger = logging.getLogger(__name__)
 HEADER_REPLAYED_FROM = "moderator.replayed_from"
 GUARD_PREFIX = "moderator:dlq-replayed"
 NO_REASON = "(no reason header)"
@@ -228,9 +231,19 @@ def replay(
             continue
         origin = f"{record.topic}/{record.partition}/{record.offset}".encode()
         assert producer is not None  # checked above: only a dry run goes without
-        future = producer.send(
-            target, key=record.key, value=record.value, headers=[(HEADER_REPLAYED_FROM, origin)]
-        )
+        try:
+            future = producer.send(
+                target,
+                key=record.key,
+                value=record.value,
+                headers=[(HEADER_REPLAYED_FROM, origin)],
+            )
+        except KafkaError as exc:  # refused before sending (too large, bad topic): retryable
+            logger.warning("replay of %s failed: %s", origin.decode(), exc)
+            if guard is not None:
+                guard.release(key)
+            summary.failed[reason] += 1
+            continue
         pending.append(_Pending(future, key, reason, target))
         if len(pending) >= 500:
             _settle(producer, pending, guard, summary)
@@ -251,7 +264,8 @@ def _settle(
     for item in pending:
         try:
             item.future.get(timeout=timeout_s)
-        except Exception:  # any failed send: counted, and its guard freed for a rerun
+        except KafkaError as exc:  # a failed send: counted, and its guard freed for a rerun
+            logger.warning("replay of %s failed: %s", item.key, exc)
             if guard is not None:
                 guard.release(item.key)
             summary.failed[item.reason] += 1

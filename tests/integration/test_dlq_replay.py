@@ -13,13 +13,22 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
 from moderator import cli
+from moderator.cache.client import redis_client
 from moderator.config import RedisSettings, Settings
 from moderator.errors import ReasonCode
 from moderator.io import create_consumer
-from moderator.io.replay import HEADER_REPLAYED_FROM, read_dead_letters
+from moderator.io.replay import (
+    HEADER_REPLAYED_FROM,
+    RedisReplayGuard,
+    ReplayOptions,
+    guard_key,
+    read_dead_letters,
+    replay,
+)
 from moderator.local.stack import create_topics, write_settings_file
 from moderator.schema.deadletter import DeadLetter
 
@@ -160,3 +169,68 @@ def test_unknown_reason_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["dlq", "replay", "--reason", "invalid_jsn"])
     assert result.exit_code == 2
     assert "--reason invalid_jsn: not a reason code" in result.output
+
+
+def test_to_overrides_the_source_topic(isolated_settings: Settings, tmp_path: Path) -> None:
+    _fill(isolated_settings)
+    elsewhere = isolated_settings.model_copy(
+        update={
+            "kafka": isolated_settings.kafka.model_copy(
+                update={"posts_topic": f"{isolated_settings.kafka.posts_topic}-fixed"}
+            )
+        }
+    )
+    create_topics(elsewhere)
+    output = _replay(
+        isolated_settings, tmp_path, "--reason", "invalid_json", "--to", elsewhere.kafka.posts_topic
+    )
+    assert f"replayed: 3 to {elsewhere.kafka.posts_topic} (3)" in output
+    assert _posts(isolated_settings) == [] and len(_posts(elsewhere)) == 3
+
+
+class _Unacknowledged:
+    def get(self, timeout: float | None = None) -> None:
+        raise KafkaError("not acknowledged")
+
+
+class _RefusingProducer:
+    """A fake KafkaProducer whose first send is refused at once and the others never
+    acknowledged (a broker's refusal cannot be provoked on demand); the consumer and the
+    Redis guard are the real ones."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, topic: str, **_: object) -> object:
+        self.sent += 1
+        if self.sent == 1:
+            raise KafkaError("refused before sending")
+        return _Unacknowledged()
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+
+def test_a_failed_publish_frees_the_record_for_a_rerun(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    _fill(isolated_settings)
+    redis = isolated_settings.redis
+    assert redis.url is not None
+    guard = RedisReplayGuard(redis_client(redis.url.get_secret_value(), 5.0))
+    options = ReplayOptions(reasons=frozenset({"invalid_json"}))
+    consumer = create_consumer(isolated_settings.kafka, group_id=None)
+    try:
+        summary = replay(isolated_settings, options, consumer, _RefusingProducer(), guard)
+    finally:
+        consumer.close()
+    assert summary.failed["invalid_json"] == 3 and not summary.replayed
+    assert not any(
+        guard.replayed(guard_key(isolated_settings.kafka.dlq_topic, p, o))
+        for p in range(4)
+        for o in range(3)
+    )
+    output = _replay(isolated_settings, tmp_path, "--reason", "invalid_json")
+    assert "replayed: 3; skipped (already replayed): 0" in output.replace(
+        f" to {isolated_settings.kafka.posts_topic} (3)", ""
+    )
