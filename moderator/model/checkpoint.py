@@ -18,6 +18,7 @@ from moderator.model.checkpoint_files import CONFIG_FILE, parse_config, read_con
 from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_model import load_fusion
 from moderator.model.inference import InferenceOptions, validate_options
+from moderator.model.single_stream_model import load_single_stream
 from moderator.model.starter_model import load_starter
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,11 @@ SUPPORTED_FORMAT_VERSIONS = frozenset({1})
 CheckpointLoader = Callable[[Path, dict[str, Any], InferenceOptions], ModerationModel]
 
 # kind → loader; each loader validates the full config itself.
-LOADERS: dict[str, CheckpointLoader] = {"starter": load_starter, "fusion": load_fusion}
+LOADERS: dict[str, CheckpointLoader] = {
+    "starter": load_starter,
+    "fusion": load_fusion,
+    "visualbert": load_single_stream,
+}
 
 
 class CheckpointHeader(BaseModel):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -25,14 +25,23 @@ from safetensors.torch import load_file, save_file
 
 from moderator.model.errors import ModelLoadError
 
-if TYPE_CHECKING:
-    from moderator.model.fusion_config import FusionConfig
-
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class WeightsConfig(Protocol):
+    """A checkpoint config that names its weights files (FusionConfig, SingleStreamConfig)."""
+
+    @property
+    def head_weights(self) -> str: ...
+
+    @property
+    def backbone_weights(self) -> str | None: ...
+
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
 
 
 def read_json(path: Path) -> Any:
@@ -92,7 +101,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"cannot read {path} as safetensors: {e}") from e
 
 
-def content_hash(directory: Path, config: FusionConfig) -> str:
+def content_hash(directory: Path, config: WeightsConfig) -> str:
     """sha256 over the canonical config and every weights file: changes when any of them does."""
     digest = hashlib.sha256(
         json.dumps(config.model_dump(mode="json"), sort_keys=True).encode("utf-8")
@@ -105,7 +114,7 @@ def content_hash(directory: Path, config: FusionConfig) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_version(name: str, directory: Path, config: FusionConfig) -> str:
+def checkpoint_version(name: str, directory: Path, config: WeightsConfig) -> str:
     """Model version of the weights `config` describes in `directory`: `<name>-<12 hex>`.
 
     The 12 hex digits are the start of content_hash (the canonical config and every weights

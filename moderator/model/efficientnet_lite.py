@@ -91,13 +91,16 @@ class EfficientNetLite0(nn.Module):
         self._conv_head, self._bn1 = _conv_bn(cin, FEATURE_DIM)
         self._fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised NCHW images → globally average-pooled head activations [B, 1280]."""
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised NCHW images → head activations [B, 1280, H/32, W/32] (7x7 at 224 px)."""
         h = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             h = block(h)
-        h = F.relu6(self._bn1(self._conv_head(h)))
-        return h.mean(dim=(2, 3))
+        return F.relu6(self._bn1(self._conv_head(h)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised NCHW images → globally average-pooled head activations [B, 1280]."""
+        return self.feature_map(x).mean(dim=(2, 3))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled features [B, 1280] → ImageNet logits [B, 1000]."""

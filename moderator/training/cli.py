@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,10 @@ from rich.table import Table
 
 from moderator.errors import ModeratorError
 from moderator.tables import print_table
+
+if TYPE_CHECKING:
+    from moderator.model.single_stream import SingleStreamSpec
+    from moderator.training.trainer import TrainConfig
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
 console = Console()
@@ -207,11 +211,28 @@ def train(
             "head's text and image projections; 0 = off."
         ),
     ] = 0.0,
+    architecture: Annotated[
+        str,
+        typer.Option(
+            help="fusion (dual encoders + a head) | visualbert (single-stream over caption "
+            "tokens and grid features; trains end to end with the --stage2-* options)."
+        ),
+    ] = "fusion",
+    visualbert_init: Annotated[
+        str, typer.Option(help="visualbert: minilm (offline) or a local VisualBERT directory.")
+    ] = "minilm",
+    grid: Annotated[int, typer.Option(help="visualbert: visual tokens = grid x grid.")] = 7,
+    visual_drop: Annotated[
+        float, typer.Option(help="visualbert: Pixel-BERT share of visual tokens dropped.")
+    ] = 0.0,
+    max_text_tokens: Annotated[int, typer.Option(help="visualbert: caption tokens.")] = 48,
+    stage2_batch_size: int = 32,
     limit: Limit = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
 ) -> None:
-    """Train a fusion head (stage 1) and optionally the encoders (stage 2) into a checkpoint."""
+    """Train a fusion head (stage 1) and optionally the encoders (stage 2) into a checkpoint,
+    or a single-stream VisualBERT classifier (--architecture visualbert)."""
     from pydantic import ValidationError
 
     from moderator.model.backbones import parse_backbone
@@ -254,6 +275,7 @@ def train(
                 "unfreeze": unfreeze,
                 "encoder_learning_rate": encoder_learning_rate,
                 "stage2_epochs": stage2_epochs,
+                "stage2_batch_size": stage2_batch_size,
                 "device": device,
                 "amp": amp,
                 "rgcl_weight": rgcl_weight,
@@ -263,16 +285,27 @@ def train(
             }
         )
         backbone_spec = parse_backbone(backbone)
+        arch = _single_stream(
+            architecture, visualbert_init, grid, visual_drop, max_text_tokens, config, backbone
+        )
     except (ValidationError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     try:
         # Before any data is read: a device torch cannot see fails at once.
         console.print(f"training on {training_device(config.device)}")
         with _progress() as progress:
-            report = run_training(
-                data, spec, backbone_spec, config, out, report_dir, val_data,
-                _cache(cache_dir, no_cache), limit, progress, image_size,
-            )  # fmt: skip
+            if arch is not None:
+                from moderator.training.single_stream import run_single_stream
+
+                report = run_single_stream(
+                    data, spec, arch, config, out, report_dir, val_data,
+                    _cache(cache_dir, no_cache), limit, progress, image_size,
+                )  # fmt: skip
+            else:
+                report = run_training(
+                    data, spec, backbone_spec, config, out, report_dir, val_data,
+                    _cache(cache_dir, no_cache), limit, progress, image_size,
+                )  # fmt: skip
     except ModeratorError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(2) from e
@@ -281,6 +314,44 @@ def train(
         _print_metrics(f"held-out test ({report['test_rows']} rows)", report["test"])
     console.print(f"checkpoint {report['model_version']} written to {out}")
     console.print(f"report: {report_dir or out / 'report'}")
+
+
+def _single_stream(
+    architecture: str,
+    init: str,
+    grid: int,
+    visual_drop: float,
+    max_text_tokens: int,
+    config: TrainConfig,
+    backbone: str,
+) -> SingleStreamSpec | None:
+    """The VisualBERT spec for --architecture visualbert (None for fusion); options that only
+    the fusion model has are refused rather than ignored."""
+    from moderator.model.single_stream import SingleStreamSpec, published_shape
+
+    if architecture == "fusion":
+        return None
+    if architecture != "visualbert":
+        raise ValueError(f"--architecture must be fusion or visualbert, got {architecture!r}")
+    fusion_only = {
+        "--backbone": backbone != "offline",
+        "--unfreeze": config.unfreeze,
+        "--rgcl-weight": config.rgcl_weight > 0,
+        "--itc-weight": config.itc_weight > 0,
+        "--modalities": config.modalities != "both",
+    }
+    refused = [flag for flag, given in fusion_only.items() if given]
+    if refused:
+        raise ValueError(f"--architecture visualbert does not take {', '.join(refused)}")
+    options: dict[str, Any] = {
+        "grid": grid,
+        "visual_drop": visual_drop,
+        "max_text_tokens": max_text_tokens,
+    }
+    if init == "minilm":
+        return SingleStreamSpec(init="minilm", **options)
+    shape: dict[str, Any] = published_shape(Path(init))
+    return SingleStreamSpec(init="path", init_path=init, **shape, **options)
 
 
 @model_app.command("eval")

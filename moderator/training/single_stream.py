@@ -1,0 +1,341 @@
+"""`moderator train --architecture visualbert`: the single-stream classifier, trained end to end
+over frozen grid features (moderator/model/single_stream.py).
+
+The image encoder stays frozen, so its grid features are computed once and cached on disk as
+float16 (safetensors, keyed like the pooled embeddings: grid, backbone and data fingerprints;
+grid² x 1280 x 2 bytes per image: 125,440 at the default 7x7). The transformer and the new
+parts train together with AdamW: the copied MiniLM weights at `--encoder-learning-rate`, the
+new ones (projection, cell positions, classifier) at `--learning-rate`, for `--stage2-epochs`
+epochs of `--stage2-batch-size` rows; the epoch with the best validation AUROC is kept. The
+report has the same shape as the fusion model's.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+
+from moderator.model.checkpoint_files import checkpoint_version, read_config
+from moderator.model.single_stream import (
+    GridImageEncoder,
+    SingleStreamClassifier,
+    SingleStreamSpec,
+    build_classifier,
+    load_tokenizer,
+    offline_grid_preprocessing,
+    token_ids,
+)
+from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
+from moderator.training.dataset import Dataset, DatasetSpec
+from moderator.training.device import training_device
+from moderator.training.embedding_cache import IMAGE_BATCH, data_fingerprint, load_pixels
+from moderator.training.metrics import mean_auroc
+from moderator.training.report import (
+    CURVES_FILE,
+    ROC_FILE,
+    choose_thresholds,
+    evaluate_scores,
+    plot_history,
+    plot_roc,
+    to_jsonable,
+    write_json,
+)
+from moderator.training.run import Splits, load_splits
+from moderator.training.trainer import History, TrainConfig, pos_weight
+
+logger = logging.getLogger(__name__)
+
+GRID_FORMAT = "float16"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Per example: token ids [N, L] (int64), grid features [N, V, 1280] (fp16), has_image."""
+
+    ids: np.ndarray
+    grid: np.ndarray
+    has_image: np.ndarray
+
+    def subset(self, rows: np.ndarray) -> Features:
+        return Features(self.ids[rows], self.grid[rows], self.has_image[rows])
+
+
+def grid_features(
+    images: GridImageEncoder,
+    dataset: Dataset,
+    cache_dir: Path | None,
+    size: int,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """fp16 grid features [N, grid², 1280] (zeros without an image) and has_image, cached."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"lite0-grid{images.grid}-{size}px".encode()).hexdigest()[:16]
+        path = cache_dir / f"grid-{key}-{data_fingerprint(dataset)[:16]}.safetensors"
+        if path.is_file():
+            tensors = load_file(str(path))
+            return tensors["grid"].numpy(), tensors["has_image"].numpy() > 0
+    cells = images.grid * images.grid
+    grid = np.zeros((len(dataset.examples), cells, images.dim // cells), dtype=np.float16)
+    has_image = np.array([e.image is not None for e in dataset.examples])
+    rows_of: dict[Path, list[int]] = {}
+    for i, example in enumerate(dataset.examples):
+        if example.image is not None:
+            rows_of.setdefault(example.image, []).append(i)
+    paths = sorted(rows_of)
+    task = progress.add_task("grid features", total=len(paths)) if progress else None
+    for start in range(0, len(paths), IMAGE_BATCH):
+        chunk = paths[start : start + IMAGE_BATCH]
+        flat = images.encode(np.stack([load_pixels(p, size) for p in chunk]))
+        for p, row in zip(chunk, flat.reshape(len(chunk), cells, -1), strict=True):
+            grid[rows_of[p]] = row.astype(np.float16)
+        if progress and task is not None:
+            progress.advance(task, len(chunk))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        save_file(
+            {
+                "grid": torch.from_numpy(grid),
+                "has_image": torch.from_numpy(has_image.astype(np.uint8)),
+            },
+            str(partial),
+        )
+        partial.replace(path)
+    return grid, has_image
+
+
+def predict(
+    classifier: SingleStreamClassifier, features: Features, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Sigmoid scores [N, C] in eval mode."""
+    classifier.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(features.ids), batch_size):
+            part = features.subset(np.arange(start, min(start + batch_size, len(features.ids))))
+            out.append(torch.sigmoid(_logits(classifier, part, device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _logits(
+    classifier: SingleStreamClassifier, part: Features, device: torch.device
+) -> torch.Tensor:
+    logits: torch.Tensor = classifier(
+        torch.from_numpy(part.ids).to(device),
+        torch.from_numpy(part.grid.astype(np.float32)).to(device),
+        torch.from_numpy(part.has_image).to(device),
+    )
+    return logits
+
+
+def _parameter_groups(
+    classifier: SingleStreamClassifier, config: TrainConfig
+) -> list[dict[str, Any]]:
+    """Copied (pretrained) weights at the encoder rate; new ones at the head rate."""
+    new_prefixes = (
+        "cell_positions",
+        "classifier.",
+        "encoder.embeddings.visual_projection.",
+    )
+    pretrained: list[torch.nn.Parameter] = []
+    new: list[torch.nn.Parameter] = []
+    for name, parameter in classifier.named_parameters():
+        (new if name.startswith(new_prefixes) else pretrained).append(parameter)
+    return [
+        {"params": pretrained, "lr": config.encoder_learning_rate},
+        {"params": new, "lr": config.learning_rate},
+    ]
+
+
+def fit(
+    classifier: SingleStreamClassifier,
+    train: Features,
+    train_labels: np.ndarray,
+    val: Features,
+    val_labels: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> History:
+    """Train end to end; keeps the weights of the epoch with the best validation AUROC."""
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    classifier.to(device)
+    optimiser = torch.optim.AdamW(
+        _parameter_groups(classifier, config), weight_decay=config.weight_decay
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss(
+        pos_weight=pos_weight(train_labels, config.class_weighting).to(device)
+    )
+    history = History()
+    best: dict[str, torch.Tensor] | None = None
+    batch = config.stage2_batch_size
+    steps = -(-len(train.ids) // batch)
+    task = progress.add_task("visualbert", total=config.stage2_epochs * steps) if progress else None
+    for epoch in range(config.stage2_epochs):
+        classifier.train()
+        order = generator.permutation(len(train.ids))
+        total = 0.0
+        for start in range(0, len(order), batch):
+            rows = order[start : start + batch]
+            logits = _logits(classifier, train.subset(rows), device)
+            target = torch.from_numpy(train_labels[rows]).float().to(device)
+            loss = loss_fn(logits, target)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(rows)
+            if progress and task is not None:
+                progress.advance(task)
+        scores = predict(classifier, val, batch * 2, device)
+        val_loss = float(
+            loss_fn(torch.logit(torch.from_numpy(scores).clamp(1e-6, 1 - 1e-6)).to(device),
+                    torch.from_numpy(val_labels).float().to(device))
+        )  # fmt: skip
+        history.train_loss.append(total / len(order))
+        history.val_loss.append(val_loss)
+        history.val_auroc.append(mean_auroc(val_labels, scores))
+        logger.info("epoch %d: val AUROC %.4f", epoch + 1, history.val_auroc[-1])
+        if history.val_auroc[-1] >= max(history.val_auroc):
+            history.best_epoch = epoch + 1
+            best = copy.deepcopy(classifier.state_dict())
+    if best is not None:
+        classifier.load_state_dict(best)
+    return history
+
+
+def features_of(
+    dataset: Dataset, tokenizer: Any, spec: SingleStreamSpec, grid: np.ndarray, has: np.ndarray
+) -> Features:
+    ids = token_ids(tokenizer, [e.text for e in dataset.examples], spec.max_text_tokens)
+    return Features(ids.astype(np.int64), grid, has)
+
+
+def run_single_stream(
+    data: Path,
+    spec: DatasetSpec,
+    arch: SingleStreamSpec,
+    config: TrainConfig,
+    out: Path,
+    report_dir: Path | None = None,
+    val_data: Path | None = None,
+    cache_dir: Path | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    image_size: int | None = None,
+) -> dict[str, Any]:
+    """Train a VisualBERT checkpoint into `out`; report as `run_training` writes it.
+
+    image_size: the side images are resized to (default 224, Lite0's; the feature map is
+    image_size / 32 cells a side, pooled to the spec's grid)."""
+    device = training_device(config.device)
+    config = config.model_copy(update={"device": str(device)})
+    splits = load_splits(data, spec, val_data, config, limit)
+    categories = splits.train.categories
+    preprocessing = offline_grid_preprocessing(image_size or 224)
+    size = preprocessing.image_size
+    images = GridImageEncoder(arch.grid)
+    images.to(device)
+    tokenizer = load_tokenizer(arch)
+    grid, has = grid_features(images, splits.dataset, cache_dir, size, progress)
+    whole = features_of(splits.dataset, tokenizer, arch, grid, has)
+    if splits.val_file is not None:
+        grid, has = grid_features(images, splits.val_file, cache_dir, size, progress)
+        val = features_of(splits.val_file, tokenizer, arch, grid, has)
+    else:
+        val = whole.subset(splits.parts["val"])
+    classifier = build_classifier(arch, len(categories))
+    history = fit(
+        classifier,
+        whole.subset(splits.parts["train"]),
+        splits.train.labels(),
+        val,
+        splits.val.labels(),
+        config,
+        device,
+        progress,
+    )
+    batch = config.stage2_batch_size * 2
+    val_scores = predict(classifier, val, batch, device)
+    thresholds, suggested = choose_thresholds(
+        splits.val.labels(), val_scores, categories, config.target_precision
+    )
+    single = SingleStreamConfig(
+        name=config.name,
+        categories=categories,
+        spec=arch,
+        preprocessing=preprocessing,
+        reads_image_text=spec.text_source == "image_text",
+        thresholds=thresholds,
+        training=_provenance(data, splits, config, history),
+    )
+    save_single_stream(out, single, classifier.cpu())
+    saved = read_config(SingleStreamConfig, out)
+    report: dict[str, Any] = {
+        "model_version": checkpoint_version(saved.name, out, saved),
+        "checkpoint": str(out),
+        "architecture": "visualbert",
+        "spec": arch.model_dump(),
+        "device": str(device),
+        "grid_bytes_per_image": arch.visual_tokens * arch.visual_dim * 2,
+        "thresholds": thresholds,
+        "suggested_thresholds": suggested,
+        "validation": evaluate_scores(
+            splits.val.labels(),
+            val_scores,
+            categories,
+            thresholds,
+            config.target_precision,
+            suggested,
+        ),
+        "history": {
+            "train_loss": history.train_loss,
+            "val_loss": history.val_loss,
+            "val_auroc": history.val_auroc,
+            "best_epoch": history.best_epoch,
+        },
+    }
+    report_dir = report_dir or out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if splits.test is not None:
+        labels = splits.test.labels()
+        test_scores = predict(classifier, whole.subset(splits.parts["test"]), batch, device)
+        report["test"] = evaluate_scores(
+            labels, test_scores, categories, thresholds, config.target_precision, suggested
+        )
+        report["test_rows"] = len(labels)
+        plot_roc(report_dir / ROC_FILE, labels, test_scores, categories)
+    plot_history(report_dir / CURVES_FILE, history)
+    write_json(report_dir, report)
+    return to_jsonable(report)
+
+
+def _provenance(
+    data: Path, splits: Splits, config: TrainConfig, history: History
+) -> dict[str, Any]:
+    """What the checkpoint was trained on; no timestamps: identical runs write identical files."""
+    return {
+        "data": data.name,
+        "rows": {
+            "train": len(splits.train.examples),
+            "val": len(splits.val.examples),
+            "test": len(splits.test.examples) if splits.test else 0,
+        },
+        "seed": config.seed,
+        "epochs_run": len(history.val_auroc),
+        "best_epoch": history.best_epoch,
+        "class_weighting": config.class_weighting,
+        "learning_rate": config.learning_rate,
+        "encoder_learning_rate": config.encoder_learning_rate,
+        "batch_size": config.stage2_batch_size,
+    }
