@@ -205,6 +205,10 @@ def rows(settings: Settings) -> list[dict[str, Any]]:
 def test_a_confirmed_violation_strikes_once_and_writes_one_row_even_when_redelivered(
     settings: Settings, authors: RedisAuthorStore
 ) -> None:
+    # The worker already struck the author for p-0: the reviewer's strike is the same one.
+    authors.record("author-1", "p-0", DECIDED_AT.timestamp() - 60, Action.BLOCK)
+    authors.flush()
+    struck = verdict(post_id="p-0")
     confirmed = verdict(post_id="p-1")
     cleared = verdict(
         post_id="p-2",
@@ -215,20 +219,22 @@ def test_a_confirmed_violation_strikes_once_and_writes_one_row_even_when_redeliv
         categories_rejected=["hate"],
         decision={**confirmed.decision.model_dump(), "post_id": "p-2", "action": "review"},
     )
-    produce_verdicts(settings, [confirmed, cleared, confirmed])  # the third: a re-delivery
+    produce_verdicts(settings, [struck, confirmed, cleared, confirmed])  # the last: a re-delivery
 
-    consumer = run_until_handled(settings, 3)
+    consumer = run_until_handled(settings, 4)
 
-    assert (consumer.stats.applied, consumer.stats.duplicates) == (2, 1)
-    assert strikes(authors, "author-1") == {"p-1"}
-    # The policy reads the reviewer's strike like a worker's.
-    assert authors.counters("author-1", DECIDED_AT.timestamp() + 1).strikes == 1
+    assert (consumer.stats.applied, consumer.stats.duplicates) == (3, 1)
+    assert strikes(authors, "author-1") == {"p-0", "p-1"}
+    # The policy reads the reviewer's strikes like a worker's: two, not three.
+    assert authors.counters("author-1", DECIDED_AT.timestamp() + 1).strikes == 2
     written = rows(settings)
-    assert [(r["id"], r["label"], r["text"]) for r in written] == [
+    # Rows come in partition order; posts on different partitions in any order.
+    assert sorted((r["id"], r["label"], r["text"]) for r in written) == [
+        ("v-p-0", ["hate"], "caption of p-0"),
         ("v-p-1", ["hate"], "caption of p-1"),
         ("v-p-2", [], "caption of p-2"),
     ]
-    assert committed(settings) == 3
+    assert committed(settings) == 4
     assert read_topic(settings, settings.kafka.decisions_topic) == []  # no appeal: no correction
 
 
