@@ -42,6 +42,13 @@ def replay_command(
         str | None,
         typer.Option(help="Publish here instead of each record's source topic (header)."),
     ] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(
+            "--dlq-topic",
+            help="Dead-letter topic to read (default kafka.dlq_topic; e.g. verdicts.dlq_topic).",
+        ),
+    ] = None,
     no_guard: Annotated[
         bool,
         typer.Option(
@@ -74,7 +81,7 @@ def replay_command(
         if not reasons and not dry_run:
             raise ModeratorError("give --reason (repeatable); --dry-run alone counts every reason")
         settings = load_settings(config)
-        summary = _run(settings, reasons, since, limit, dry_run, to, no_guard, guard_days)
+        summary = _run(settings, reasons, since, limit, dry_run, to, topic, no_guard, guard_days)
     except ModeratorError as exc:
         # Plain text (a message may hold brackets), unwrapped: a file:line stays whole.
         console.print(Text(str(exc), style="red"), soft_wrap=True)
@@ -91,6 +98,7 @@ def _run(
     limit: int | None,
     dry_run: bool,
     to: str | None,
+    topic: str | None,
     no_guard: bool,
     guard_days: float,
 ) -> ReplaySummary:
@@ -104,6 +112,7 @@ def _run(
         limit=limit,
         dry_run=dry_run,
         to_topic=to,
+        dlq_topic=topic,
     )
     guard = None
     redis = settings.redis

@@ -113,6 +113,8 @@ class ReplayOptions:
     dry_run: bool = False
     to_topic: str | None = None
     """Publish here instead of each record's source topic."""
+    dlq_topic: str | None = None
+    """The dead-letter topic to read; None: the settings' (kafka.dlq_topic)."""
     idle_timeout_s: float = 30.0
     """Give up when the topic yields nothing this long before its end offsets are reached."""
 
@@ -197,7 +199,7 @@ def replay(
     A dry run publishes nothing; with a guard it also counts what earlier runs replayed."""
     if not options.dry_run and (producer is None or not options.reasons):
         raise ReplayError("a replay needs a producer and at least one --reason")
-    dlq = settings.kafka.dlq_topic
+    dlq = options.dlq_topic or settings.kafka.dlq_topic
     summary = ReplaySummary(dlq)
     since_ms = int(options.since.timestamp() * 1000) if options.since else None
     pending: list[_Pending] = []

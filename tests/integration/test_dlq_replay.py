@@ -234,3 +234,22 @@ def test_a_failed_publish_frees_the_record_for_a_rerun(
     assert "replayed: 3; skipped (already replayed): 0" in output.replace(
         f" to {isolated_settings.kafka.posts_topic} (3)", ""
     )
+
+
+def test_another_dead_letter_topic(isolated_settings: Settings, tmp_path: Path) -> None:
+    """The verdict consumer's dead letters live on a topic of their own (verdicts.dlq_topic)."""
+    kafka = isolated_settings.kafka
+    other = isolated_settings.model_copy(
+        update={"kafka": kafka.model_copy(update={"dlq_topic": f"{kafka.dlq_topic}-verdicts"})}
+    )
+    _fill(other)
+    output = _replay(
+        isolated_settings,
+        tmp_path,
+        "--reason",
+        "invalid_json",
+        "--dlq-topic",
+        other.kafka.dlq_topic,
+    )
+    assert f"{other.kafka.dlq_topic}: 5 records read" in output
+    assert "replayed: 3" in output and len(_posts(isolated_settings)) == 3
