@@ -17,6 +17,7 @@ from moderator.schema.decision import Action
 from moderator.tables import print_table
 
 if TYPE_CHECKING:
+    from moderator.calibrate.curves import Point
     from moderator.calibrate.run import CalibrationResult, CategoryResult
 
 console = Console()
@@ -187,10 +188,8 @@ def _new_column(item: CategoryResult) -> str:
     return item.new_value
 
 
-def _figures(point: object) -> str:
-    from moderator.calibrate.curves import Point
-
-    if not isinstance(point, Point) or point.precision is None:
+def _figures(point: Point) -> str:
+    if point.precision is None:
         return "no reviewed posts"
     recall = f"{point.recall:.3f}" if point.recall is not None else "-"
     return f"{point.precision:.3f} / {recall} ({point.support})"
