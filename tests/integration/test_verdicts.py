@@ -8,6 +8,7 @@ the re-delivered batch changes nothing a second time.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -342,25 +343,22 @@ def test_the_moderator_verdicts_process_applies_counts_and_commits_on_sigterm(
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + WAIT_S
-        applied = 'moderator_verdicts_total{action="block",outcome="no_violation"} 1.0'
-        while True:
-            assert process.poll() is None, (tmp_path / "verdicts.log").read_text()
-            assert time.monotonic() < deadline, "the process applied no verdict"
-            try:
-                if applied in _scrape(port):
-                    break
-            except OSError:
-                pass  # not serving yet
-            time.sleep(0.2)
-        metrics = _scrape(port)
-        assert 'moderator_verdicts_total{action="block",outcome="violation"} 1.0' in metrics
-        assert 'moderator_appeals_total{outcome="overturned"} 1.0' in metrics
-        assert 'moderator_verdict_strikes_total{result="added"} 1.0' in metrics
-        assert (
+        expected = [
+            'moderator_verdicts_total{action="block",outcome="violation"} 1.0',
+            'moderator_verdicts_total{action="block",outcome="no_violation"} 1.0',
+            'moderator_appeals_total{outcome="overturned"} 1.0',
+            'moderator_verdict_strikes_total{result="added"} 1.0',
             'moderator_verdict_categories_total{action="block",category="hate",result="confirmed"}'
-            " 1.0" in metrics
-        )
+            " 1.0",
+        ]
+        deadline = time.monotonic() + WAIT_S
+        metrics = ""
+        while not all(line in metrics for line in expected):
+            assert process.poll() is None, (tmp_path / "verdicts.log").read_text()
+            assert time.monotonic() < deadline, f"missing from /metrics: {expected}\n{metrics}"
+            time.sleep(0.2)
+            with contextlib.suppress(OSError):  # not serving yet
+                metrics = _scrape(port)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_S) == 0, (tmp_path / "verdicts.log").read_text()
     finally:
