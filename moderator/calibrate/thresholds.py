@@ -29,7 +29,9 @@ _SCORE = rf"scores\s*(?:\.\s*(?P<dot>{_NAME})|\[\s*(?P<quote>[\"'])(?P<key>[^\"'
 _NUMBER = r"(?P<value>\d+(?:\.\d*)?|\.\d+)"
 _COMPARISON = rf"{_SCORE}\s*(?P<op>>=|>)\s*{_NUMBER}"
 SIMPLE_THRESHOLD = re.compile(rf"^\s*{_COMPARISON}\s*$")
-COMPARISON = re.compile(_COMPARISON)
+# In the file's text: the number after the operator (the score side may be escaped in a
+# double-quoted scalar; a threshold rule has exactly one comparison).
+LITERAL = re.compile(rf"(?:>=|>)\s*{_NUMBER}")
 SCORE_READ = re.compile(_SCORE)
 
 
@@ -138,7 +140,7 @@ def rewrite_policy(
             raise CalibrationError(f"{path}: rules[{index}].when is not a scalar")
         start = node.start_mark.index
         raw = text[start : node.end_mark.index]
-        found = list(COMPARISON.finditer(raw))
+        found = list(LITERAL.finditer(raw))
         if len(found) != 1:
             raise CalibrationError(
                 f"{path}:{node.start_mark.line + 1}: expected one score comparison in "

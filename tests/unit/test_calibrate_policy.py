@@ -235,3 +235,17 @@ def test_decisions_of_several_models_are_named(tmp_path: Path) -> None:
     assert result.notes == [
         "reviewed decisions come from 2 model versions (m1, m2): pass the decisions of one model"
     ]
+
+
+def test_rewrite_in_a_double_quoted_scalar_with_escapes(tmp_path: Path) -> None:
+    path = tmp_path / "dq.yaml"
+    path.write_text(
+        'name: dq\nversion: "1"\ncategories: [hate]\nrules:\n'
+        '  - id: hate.block\n    when: "scores[\\"hate\\"] >= 0.9"\n    action: block\n'
+    )
+    rules, _ = _rules(path)
+    assert [(r.rule_id, r.value) for r in rules] == [("hate.block", 0.9)]
+    text, _ = rewrite_policy(path, {0: "0.80"})
+    assert '    when: "scores[\\"hate\\"] >= 0.80"\n' in text
+    (tmp_path / "new.yaml").write_text(text)
+    assert load_policy(tmp_path / "new.yaml").rules[0].when == 'scores["hate"] >= 0.80'
