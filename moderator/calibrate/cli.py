@@ -196,7 +196,7 @@ def _figures(point: Point) -> str:
 
 
 def _print_backtests(result: CalibrationResult, show_backtest: bool) -> None:
-    from moderator.policy.cli import _print_backtest
+    from moderator.policy.cli import print_backtest
 
     baseline, calibrated = result.baseline, result.calibrated
     if baseline is None or calibrated is None:
@@ -220,4 +220,4 @@ def _print_backtests(result: CalibrationResult, show_backtest: bool) -> None:
         )
     print_table(console, table)
     if show_backtest:
-        _print_backtest(calibrated, 20)
+        print_backtest(calibrated, 20)

@@ -136,13 +136,13 @@ def backtest_command(
     joined = load_posts(posts) if posts else None
     lines = (line for _, line in read_jsonl(decisions))
     report = backtest(policy, lines, joined, keep_changes=max(show, 10_000 if changes else show))
-    _print_backtest(report, show)
+    print_backtest(report, show)
     if changes:
         write_changes(report, changes)
         console.print(f"changed posts written to {changes}")
 
 
-def _print_backtest(report: object, show: int) -> None:
+def print_backtest(report: object, show: int) -> None:
     from moderator.policy.backtest import BacktestReport
     from moderator.schema.decision import Action
 

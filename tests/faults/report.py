@@ -56,6 +56,19 @@ evasion path. `limits.dead_letter_problems` restores dead-lettering per problem
 """
 
 
+# Sections from here on are written by hand (not from figures) and survive a regeneration.
+HAND_WRITTEN_FROM = "\n## Replaying dead letters"
+
+
+def hand_written_tail(existing: Path) -> str:
+    """The hand-written sections at the end of the current file ('' when none)."""
+    if not existing.is_file():
+        return ""
+    text = existing.read_text()
+    start = text.find(HAND_WRITTEN_FROM)
+    return text[start:] if start >= 0 else ""
+
+
 def render(figures: Path, machine: str) -> str:
     rows, codec_rows = codec_report.split_rows(
         json.loads(line) for line in figures.read_text().splitlines() if line.strip()
@@ -85,5 +98,5 @@ def render(figures: Path, machine: str) -> str:
 
 if __name__ == "__main__":
     figures_path, out_path, machine = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    out_path.write_text(render(figures_path, machine))
+    out_path.write_text(render(figures_path, machine) + hand_written_tail(out_path))
     print(f"wrote {out_path}")
