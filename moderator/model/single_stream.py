@@ -229,12 +229,15 @@ class GridImageEncoder:
         self.net.to(self.device)
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 RGB [N, S, S, 3] → float32 [N, grid²·1280] (cells in row-major order)."""
+        """uint8 RGB [N, S, S, 3] → float32 [N, grid²·1280] (cells in row-major order), with
+        float16 values."""
         with torch.inference_mode():
             x = (pixels_to_device(pixels, self.device).float() / 255.0 - 0.5) / 0.5
             cells = F.adaptive_avg_pool2d(self.net.feature_map(x), self.grid)  # type: ignore[operator]
             flat = cells.permute(0, 2, 3, 1).reshape(len(pixels), -1)
-            return flat.float().cpu().numpy()
+            # Rounded to float16: what training caches on disk and the feature cache stores,
+            # so fresh and cached features are the same numbers.
+            return flat.half().float().cpu().numpy()
 
 
 def load_tokenizer(spec: SingleStreamSpec) -> Any:

@@ -161,3 +161,25 @@ def test_memory_bound_when_config_is_disabled(caplog: pytest.LogCaptureFixture) 
         assert "cannot set its memory bound" in caplog.text
         cache.put_many({"text": {"c" * 64: np.ones(6, dtype=np.float32)}})
         assert cache.get_many({"text": ["c" * 64]})["text"]
+
+
+def test_grid_features_are_stored_as_float16_and_read_back_exactly(
+    redis_server: LocalRedis,
+) -> None:
+    """Vectors above HALF_ABOVE values (the single-stream model's grid features) take two bytes
+    a value in Redis; the model rounds them to float16 itself, so a hit returns the same numbers
+    a fresh encode gives. A vector float16 cannot hold is not stored."""
+    client = _cache(redis_server.url).client
+    dim = 16 * 1280
+    cache = FeatureCache(client, f"vb-{uuid.uuid4().hex[:8]}", {"image": dim, "text": 48}, 60)
+    vector = np.random.default_rng(0).uniform(0, 6, dim).astype(np.float16).astype(np.float32)
+    tokens = np.arange(48, dtype=np.float32)  # token ids: small vectors stay float32
+    cache.put_many({"image": {"a" * 64: vector}, "text": {"b" * 64: tokens}})
+    assert client.strlen(cache.key("image", "a" * 64)) == dim * 2
+    assert client.strlen(cache.key("text", "b" * 64)) == 48 * 4
+    found = cache.get_many({"image": ["a" * 64], "text": ["b" * 64]})
+    np.testing.assert_array_equal(found["image"]["a" * 64], vector)
+    np.testing.assert_array_equal(found["text"]["b" * 64], tokens)
+    too_big = np.full(dim, 1e6, dtype=np.float32)
+    cache.put_many({"image": {"c" * 64: too_big}})
+    assert client.get(cache.key("image", "c" * 64)) is None

@@ -125,6 +125,8 @@ def test_round_trip_through_serving_gives_identical_scores(tiny_checkpoint: Path
     # The same posts scored directly on the model's features: ids and grid features.
     ids = model.embed_texts([*captions[:2], ""])
     grid = np.concatenate([model.embed_images(pixels[:2]), np.zeros((1, 4 * 1280), np.float32)])
+    # float16 values (what the training cache and the Redis feature cache store): exact there.
+    np.testing.assert_array_equal(grid, grid.astype(np.float16).astype(np.float32))
     expected = model.score_features(ids, grid, np.array([True, True, False]))
     np.testing.assert_allclose(response.scores, expected, atol=1e-6)
     # The loaded model scores what the saved classifier scores (no weight lost on the way).
