@@ -10,9 +10,12 @@ import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
 from moderator.ingest import DecodedPost
+from moderator.ingest.media import FRAME_HASHES, MEDIA_SIGNAL
 from moderator.policy import PolicyService
+from moderator.policy.inputs import SEMANTIC_SIGNAL
 from moderator.schema import DECISION_SCHEMA_VERSION
 from moderator.serving import ScoreResponse
+from workers.features import WorstFrame, pool_frames
 
 # One decision as it goes on the wire: the fields of moderator.schema.Decision, in its
 # order, as plain JSON-ready values. Built without pydantic: validating our own output cost
@@ -29,7 +32,7 @@ class ValidPost:
 
 # Enough for a reviewer to read the meme; the full text stays in the signal cache.
 RECORD_IMAGE_TEXT_CHARS = 500
-_DIGESTS = frozenset({"sha256", "md5", "pdq"})
+_DIGESTS = frozenset({"sha256", "md5", "pdq", FRAME_HASHES, MEDIA_SIGNAL})
 
 
 def _pool_signals(signals: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -47,6 +50,26 @@ def _image_digest(signals: Mapping[str, Mapping[str, Any]]) -> str | None:
     return str(digest["hash"]) if digest else None
 
 
+def _attach_semantic(valid: list[ValidPost], response: ScoreResponse) -> None:
+    """Each post's semantic-bank matches (bank → similarity, nearest entry id) as the signal
+    `semantic_banks`: policies read it with semantic_match(bank), the record's `signals` show
+    it. Banks the post had nothing to compare with are left out (they read as 0.0)."""
+    if not response.semantic:
+        return
+    banks = {
+        name: (np.round(matches.similarity.astype(np.float64), 6).tolist(), matches.nearest)
+        for name, matches in response.semantic.items()
+    }
+    for row, item in enumerate(valid):
+        found = {
+            name: {"similarity": similarity[row], "nearest": nearest[row]}
+            for name, (similarity, nearest) in banks.items()
+            if nearest[row]
+        }
+        if found:
+            item.decoded.signals[SEMANTIC_SIGNAL] = found
+
+
 def make_decisions(
     valid: list[ValidPost],
     response: ScoreResponse,
@@ -60,12 +83,16 @@ def make_decisions(
     did not run on the post (no image, or it failed)."""
     policy.begin_batch()  # flood quarantine, when enabled: a Redis round trip when a check is due
     categories = response.categories
+    # Frame rows (animations, albums, videos) pooled back to one row per post.
+    pooled, worst_frames = pool_frames([item.decoded for item in valid], response.scores)
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
-    rows = np.round(response.scores.astype(np.float64), 6).tolist()
+    rows = np.round(pooled.astype(np.float64), 6).tolist()
     decisions: list[DecisionRecord] = []
-    for row, item, hits in zip(rows, valid, cache_hits, strict=True):
+    _attach_semantic(valid, response)
+    for row, item, hits, worst in zip(rows, valid, cache_hits, worst_frames, strict=True):
         scores = dict(zip(categories, row, strict=True))
         post, record = item.decoded.post, item.record
+        worst_frame = _worst_frame(item.decoded, worst, categories)
         for category, (signal, output) in (signal_categories or {}).items():
             outputs = item.decoded.signals.get(signal)
             scores[category] = round(float(outputs[output]), 6) if outputs else 0.0
@@ -98,6 +125,25 @@ def make_decisions(
                     "offset": record.offset,
                     "timestamp_ms": record.timestamp,
                 },
+                "worst_frame": worst_frame,
             }
         )
     return decisions
+
+
+def _worst_frame(
+    decoded: DecodedPost, worst: WorstFrame | None, categories: list[str]
+) -> dict[str, Any] | None:
+    """The record's worst_frame, and what policies read of it (post.frames, worst_frame)."""
+    if worst is None:
+        return None
+    frame = decoded.frames[worst.index]
+    decoded.signals[MEDIA_SIGNAL] = {"frames": len(decoded.frames), "worst_frame": worst.index}
+    scores = np.round(worst.scores.astype(np.float64), 6).tolist()
+    return {
+        "index": worst.index,
+        "frames": len(decoded.frames),
+        "source": frame.source,
+        "position": frame.position,
+        "scores": dict(zip(categories, scores, strict=True)),
+    }

@@ -156,6 +156,7 @@ class CelpyExpressions:
     ) -> Any:
         """The value (cel-python types); raises celpy's CELEvalError for a CEL error."""
         self.resources.hash_matches = data.hash_matches
+        self.resources.semantic_matches = data.semantic_matches()
         return program.evaluate(context if context is not None else activation(data))
 
 

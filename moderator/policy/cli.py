@@ -4,6 +4,7 @@ moderator policy check FILE                 validate, print a rule summary
 moderator policy test FILE CASES            run YAML test cases
 moderator policy backtest NEW --decisions D replay logged decisions through NEW
 moderator bank import --kind pdq --out F SRC...   build a hash-list file
+moderator bank import --semantic NAME --out DIR SRC...   build a semantic bank (docs/retrieval.md)
 """
 
 from __future__ import annotations
@@ -207,8 +208,22 @@ def bank_import(
     out: Annotated[Path, typer.Option(help="Hash-list file to write.")],
     kind: Annotated[str, typer.Option(help="pdq, md5 or sha256.")] = "pdq",
     append: Annotated[bool, typer.Option(help="Keep the hashes already in OUT.")] = False,
+    semantic: Annotated[
+        str | None,
+        typer.Option(
+            help="Build the semantic bank NAME instead: OUT is its directory; sources are "
+            "JSONL rows {id, img, text, image_text} and/or images, embedded with the model."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="--semantic: the serving model's checkpoint (default: the starter)."),
+    ] = None,
 ) -> None:
     """Build a bank file from images (hashed here) and existing hash lists (validated)."""
+    if semantic is not None:
+        _semantic_import(semantic, sources, out, checkpoint)
+        return
     from moderator.policy.banks import HEX_LENGTH, HashListError, parse_hash_list
 
     if kind not in HEX_LENGTH:
@@ -231,6 +246,25 @@ def bank_import(
     lines += [f"{digest},{note}" if note else digest for digest, note in sorted(entries.items())]
     out.write_text("\n".join(lines) + "\n")
     console.print(f"wrote {len(entries)} {kind} hashes to {out}")
+
+
+def _semantic_import(name: str, sources: list[Path], out: Path, checkpoint: Path | None) -> None:
+    from moderator.errors import ModeratorError
+    from moderator.model import load_model
+    from moderator.retrieval.bank import SemanticBankError
+    from moderator.retrieval.importer import build_bank, read_items
+
+    try:
+        items = read_items(sources)
+        model = load_model(checkpoint)
+        bank = build_bank(name, model, items)
+    except (SemanticBankError, ModeratorError) as exc:
+        raise _fail(exc) from exc
+    bank.save(out)
+    console.print(
+        f"wrote semantic bank {name}: {len(bank)} entries, model {bank.model_version}, to {out}",
+        highlight=False,
+    )
 
 
 def _hash_image(path: Path, kind: str) -> str | None:

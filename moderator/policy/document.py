@@ -9,6 +9,8 @@ term_lists:
   threats: {file: terms/threats.txt}          # or {terms: [...]}
 hash_banks:
   known_bad: {kind: pdq, file: banks/known_bad.pdq.txt, threshold: 31, quality_floor: 50}
+semantic_banks:               # served by the Classifier replica (docs/retrieval.md)
+  known_hateful_memes: {description: "HarMeme-style known-bad memes"}
 rules:
   - id: hate.block
     when: scores.hate >= 0.9
@@ -142,6 +144,13 @@ class HashBankSpec(_Strict):
     )
 
 
+class SemanticBankSpec(_Strict):
+    """A semantic bank the rules read with semantic_match(name): the replica loads it
+    (serving.classifier.semantic.banks); declaring it here makes any other name a load error."""
+
+    description: str = ""
+
+
 class PolicyDocument(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     version: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN)
@@ -150,6 +159,7 @@ class PolicyDocument(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     term_lists: dict[str, TermListSpec] = Field(default_factory=dict)
     hash_banks: dict[str, HashBankSpec] = Field(default_factory=dict)
+    semantic_banks: dict[str, SemanticBankSpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)

@@ -20,6 +20,9 @@ from moderator.signals import POLICY_SIGNAL_TYPES
 from moderator.text import NormalisedText, normalise_text
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+SEMANTIC_SIGNAL = "semantic_banks"
+"""The `signals` entry the worker fills from the replica's answer: bank → {similarity,
+nearest} (moderator.retrieval); rules read it with semantic_match(bank)."""
 EMPTY_SIGNALS = {kind.name: kind.empty for kind in POLICY_SIGNAL_TYPES}
 
 
@@ -72,6 +75,15 @@ class PolicyInput:
             return EMPTY_SIGNALS[name][field]
         return outputs[field]
 
+    def semantic_match(self, bank: str) -> float:
+        """Best similarity of the post to the semantic bank; 0.0 when nothing was compared."""
+        match = self.signals.get(SEMANTIC_SIGNAL, _EMPTY).get(bank)
+        return float(match["similarity"]) if match else 0.0
+
+    def semantic_matches(self) -> dict[str, float]:
+        outputs = self.signals.get(SEMANTIC_SIGNAL, _EMPTY)
+        return {bank: float(match["similarity"]) for bank, match in outputs.items()}
+
     def normalised(self) -> NormalisedText:
         text = self.text
         if text is None:
@@ -82,6 +94,23 @@ class PolicyInput:
     def image_unreadable(self) -> bool:
         """The post carried an image and none could be read (scores come from the caption)."""
         return not UNREADABLE_IMAGE_PROBLEMS.isdisjoint(self.problems)
+
+    @property
+    def frames(self) -> int:
+        """Frames scored (animation frames, album images, video frames); 1 for a post with
+        one readable still image, 0 for none. Set by the worker from the decoded media."""
+        media = self.signals.get("media")
+        if media is not None:
+            return int(media["frames"])
+        return int(self.has_image and not self.image_unreadable)
+
+    @property
+    def worst_frame(self) -> int:
+        """Position of the highest-scoring frame among `frames`; 0 for one, -1 for none."""
+        media = self.signals.get("media")
+        if media is not None:
+            return int(media["worst_frame"])
+        return 0 if self.frames else -1
 
     def caption_forms(self) -> TextForms:
         forms = self._caption_forms

@@ -60,7 +60,7 @@ def compile_document(document: PolicyDocument, located: LocatedYaml) -> Compiled
         problems.append(problem(located, ("categories",), "a category is listed twice"))
     term_lists = _term_lists(document, located, base, problems)
     banks = _banks(document, located, base, problems)
-    env = CompileEnv(categories, term_lists, banks)
+    env = CompileEnv(categories, term_lists, banks, list(document.semantic_banks) or None)
     compiler = ExpressionCompiler(env)
     compiled: list[tuple[RuleSpec, int, str, bool, frozenset[str]]] = []
     first_seen: dict[str, int] = {}

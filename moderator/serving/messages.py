@@ -26,6 +26,8 @@ class ModelInfo:
     text_embedding_dim: int
     reads_image_text: bool = False
     """The text side was trained on `model_text(caption, image_text)`: send it the image text."""
+    semantic_banks: dict[str, int] = field(default_factory=dict)
+    """Semantic banks the replica searches for every row: name → entries (docs/retrieval.md)."""
 
 
 @dataclass(slots=True)
@@ -52,6 +54,17 @@ class ScoreRequest:
 
 
 @dataclass(slots=True)
+class SemanticMatches:
+    """One semantic bank's answer for each row of a batch (moderator.retrieval)."""
+
+    similarity: np.ndarray  # [B] float32: best joint similarity; 0.0 with nothing to compare
+    nearest: list[str]  # [B] id of that bank entry; '' with nothing to compare
+
+    def rows(self, start: int, stop: int) -> SemanticMatches:
+        return SemanticMatches(self.similarity[start:stop], self.nearest[start:stop])
+
+
+@dataclass(slots=True)
 class ScoreResponse:
     model_version: str
     categories: list[str]
@@ -61,6 +74,9 @@ class ScoreResponse:
     image_encode_ms: float
     text_encode_ms: float
     score_ms: float
+    semantic: dict[str, SemanticMatches] = field(default_factory=dict)
+    """Bank name → each row's best match; empty when the replica serves no semantic bank."""
+    semantic_ms: float = 0.0
 
     @property
     def encode_ms(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,8 +13,11 @@ from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.signals.embeddings import model_embeddings
 
+if TYPE_CHECKING:
+    from moderator.retrieval.serving import SemanticBanks
 
-def model_info(model: ModerationModel) -> ModelInfo:
+
+def model_info(model: ModerationModel, banks: SemanticBanks | None = None) -> ModelInfo:
     return ModelInfo(
         model_version=model.model_version,
         categories=list(model.categories),
@@ -21,18 +25,23 @@ def model_info(model: ModerationModel) -> ModelInfo:
         image_embedding_dim=model.image_embedding_dim,
         text_embedding_dim=model.text_embedding_dim,
         reads_image_text=getattr(model, "reads_image_text", False),
+        semantic_banks=banks.entries() if banks is not None else {},
     )
 
 
 def score_request(
-    model: ModerationModel, request: ScoreRequest, recent: RecentEmbeddings | None = None
+    model: ModerationModel,
+    request: ScoreRequest,
+    recent: RecentEmbeddings | None = None,
+    banks: SemanticBanks | None = None,
 ) -> ScoreResponse:
     """Encode the images and captions that need it, then score every row of the batch.
 
     With `recent`, images (by request.image_keys) and captions (by their text) that the
     replica encoded lately, or that repeat within the batch, are not encoded again. The
     encoders run as the embedding signals (moderator.signals.embeddings), which check their
-    output's shape.
+    output's shape. With `banks`, every row's joint vector (from the same embeddings, fresh
+    or cached) is compared with each semantic bank.
     """
     embeddings = model_embeddings(model)
     image_dim, text_dim = embeddings.image.dim, embeddings.text.dim
@@ -68,6 +77,8 @@ def score_request(
     )
     scores = model.score(text, has_text, image, has_image)
     finished = time.perf_counter()
+    semantic = banks.search(image, has_image, text, has_text) if banks else {}
+    searched = time.perf_counter()
     return ScoreResponse(
         model_version=model.model_version,
         categories=list(model.categories),
@@ -77,6 +88,8 @@ def score_request(
         image_encode_ms=(images_done - started) * 1000,
         text_encode_ms=(texts_done - images_done) * 1000,
         score_ms=(finished - texts_done) * 1000,
+        semantic=semantic,
+        semantic_ms=(searched - finished) * 1000,
     )
 
 
@@ -171,6 +184,11 @@ def split_response(
                 image_encode_ms=response.image_encode_ms,
                 text_encode_ms=response.text_encode_ms,
                 score_ms=response.score_ms,
+                semantic={
+                    name: matches.rows(row, row + count)
+                    for name, matches in response.semantic.items()
+                },
+                semantic_ms=response.semantic_ms,
             )
         )
         row += count

@@ -73,6 +73,8 @@ class EmitContext(Protocol):
 
     def has_bank(self, name: str) -> bool: ...
 
+    def has_semantic_bank(self, name: str) -> bool: ...
+
     def regex(self, pattern: str) -> SafeRegex:
         """Compile once; raises UnsafePatternError."""
         ...
@@ -86,10 +88,13 @@ class CompileEnv:
         categories: Collection[str],
         term_lists: Mapping[str, TermSource] | None = None,
         banks: Collection[str] = (),
+        semantic_banks: Collection[str] | None = None,
     ) -> None:
         self.categories = tuple(categories)
         self.term_lists = dict(term_lists or {})
         self.banks = frozenset(banks)
+        self.semantic_banks = None if semantic_banks is None else frozenset(semantic_banks)
+        """Declared semantic banks; None: the policy declares none, any name compiles."""
         self.namespace: dict[str, Any] = helpers()
         self.used: set[str] = set()
         """Inputs some rule reads: 'scores', 'post', 'author', 'banks', 'caption_terms'."""
@@ -109,6 +114,11 @@ class CompileEnv:
     def has_bank(self, name: str) -> bool:
         self.used.add("banks")
         return name in self.banks
+
+    def has_semantic_bank(self, name: str) -> bool:
+        # Recorded per rule, so the worker can check the replica serves every bank read.
+        self.used.add(f"semantic:{name}")
+        return self.semantic_banks is None or name in self.semantic_banks
 
     def regex(self, pattern: str) -> SafeRegex:
         regex = self._regexes.get(pattern)

@@ -41,6 +41,7 @@ class CelpyResources:
     def __init__(self, term_lists: Mapping[str, Any]) -> None:
         self.term_lists = dict(term_lists)
         self.hash_matches: Mapping[str, int] = {}
+        self.semantic_matches: Mapping[str, float] = {}
 
 
 class PolicyFunction(ABC):

@@ -25,7 +25,13 @@ from moderator.policy.cel.function_base import (
     method_or_global,
     typed_arg,
 )
-from moderator.policy.cel.functions_ext import BankDistance, BankMatch, CountTerms, HasTerm
+from moderator.policy.cel.functions_ext import (
+    BankDistance,
+    BankMatch,
+    CountTerms,
+    HasTerm,
+    SemanticMatch,
+)
 from moderator.policy.cel.runtime import lower_ascii
 from moderator.policy.cel.saferegex import UnsafePatternError
 from moderator.policy.cel.typesystem import (
@@ -293,6 +299,7 @@ FUNCTIONS: dict[str, PolicyFunction] = {
         CountTerms(),
         BankMatch(),
         BankDistance(),
+        SemanticMatch(),
     )
 }
 """Every built-in function by name."""

@@ -1,4 +1,4 @@
-"""Functions over the policy's resources: term lists and hash banks."""
+"""Functions over the policy's resources: term lists, hash banks and semantic banks."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from moderator.policy.cel.function_base import (
 )
 from moderator.policy.cel.typesystem import (
     BOOL,
+    DOUBLE,
     INT,
     STRING,
 )
@@ -121,3 +122,38 @@ class BankDistance(_BankFunction):
         from celpy import celtypes
 
         return lambda name: celtypes.IntType(resources.hash_matches.get(str(name), -1))
+
+
+_SEMANTIC_EXAMPLE = {
+    "signals": {"semantic_banks": {"demo_semantic": {"similarity": 0.95, "nearest": "entry-7"}}}
+}
+
+
+class SemanticMatch(PolicyFunction):
+    name = "semantic_match"
+    signatures = ("semantic_match(literal) -> double",)
+    summary = (
+        "Best similarity (-1..1, in practice 0..1) of the post's joint image+caption vector to "
+        "the named semantic bank, computed on the replica (docs/retrieval.md); 0.0 when the "
+        "post has neither image nor caption, or the bank was not searched."
+    )
+    examples = (
+        FunctionExample(
+            'semantic_match("demo_semantic") > 0.92',
+            True,
+            _SEMANTIC_EXAMPLE,
+        ),
+        FunctionExample('semantic_match("demo_semantic")', 0.0),
+    )
+
+    def emit(self, receiver: Code | None, args: Sequence[Code], ctx: EmitContext) -> Code:
+        (arg,) = global_args(receiver, args, 1, self.name)
+        name = literal_string(arg, 0, self.name, "the semantic bank name")
+        if not ctx.has_semantic_bank(name):
+            raise ArgumentError(0, f"{self.name}(): no semantic bank named {name!r} is declared")
+        return Code(f"P.semantic_match({name!r})", DOUBLE)
+
+    def celpy(self, resources: CelpyResources) -> Callable[..., Any]:
+        from celpy import celtypes
+
+        return lambda name: celtypes.DoubleType(resources.semantic_matches.get(str(name), 0.0))
