@@ -53,19 +53,28 @@ def _image_digest(signals: Mapping[str, Mapping[str, Any]]) -> str | None:
 def _attach_semantic(valid: list[ValidPost], response: ScoreResponse) -> None:
     """Each post's semantic-bank matches (bank → similarity, nearest entry id) as the signal
     `semantic_banks`: policies read it with semantic_match(bank), the record's `signals` show
-    it. Banks the post had nothing to compare with are left out (they read as 0.0)."""
+    it. A post with several frames gets its best frame's match (frame rows follow the posts'
+    rows, as in pool_frames). Banks the post had nothing to compare with are left out (they
+    read as 0.0)."""
     if not response.semantic:
         return
-    banks = {
-        name: (np.round(matches.similarity.astype(np.float64), 6).tolist(), matches.nearest)
+    banks = [
+        (name, np.round(matches.similarity.astype(np.float64), 6).tolist(), matches.nearest)
         for name, matches in response.semantic.items()
-    }
-    for row, item in enumerate(valid):
-        found = {
-            name: {"similarity": similarity[row], "nearest": nearest[row]}
-            for name, (similarity, nearest) in banks.items()
-            if nearest[row]
-        }
+    ]
+    count = len(valid)
+    extra = count
+    for index, item in enumerate(valid):
+        rows = [index]
+        frames = len(item.decoded.frames)
+        if frames > 1 and len(banks[0][2]) > count:
+            rows += range(extra, extra + frames - 1)
+            extra += frames - 1
+        found: dict[str, dict[str, Any]] = {}
+        for name, similarity, nearest in banks:
+            best = max((r for r in rows if nearest[r]), key=similarity.__getitem__, default=None)
+            if best is not None:
+                found[name] = {"similarity": similarity[best], "nearest": nearest[best]}
         if found:
             item.decoded.signals[SEMANTIC_SIGNAL] = found
 

@@ -1,0 +1,108 @@
+"""Policies read semantic banks with semantic_match(); the worker puts the replica's answer
+into the policy input and the decision record. No model, no Ray: responses are built here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+
+from moderator.ingest import DecodedPost
+from moderator.policy import PolicyService, load_policy
+from moderator.policy.errors import PolicyError
+from moderator.schema import Decision, Post
+from moderator.serving import ScoreResponse
+from moderator.serving.messages import SemanticMatches
+from workers.decisions import ValidPost, make_decisions
+
+POLICY = """\
+name: semantic
+version: "1"
+categories: [hate]
+semantic_banks:
+  known_hateful_memes: {description: known-bad memes}
+rules:
+  - id: known.meme
+    when: semantic_match("known_hateful_memes") > 0.92
+    action: block
+    labels: [known_meme]
+"""
+
+
+def _policy(tmp_path: Path, text: str = POLICY) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_an_undeclared_bank_is_a_load_error_with_its_line(tmp_path: Path) -> None:
+    text = POLICY.replace('semantic_match("known_hateful_memes")', 'semantic_match("typo")')
+    with pytest.raises(PolicyError) as caught:
+        load_policy(_policy(tmp_path, text))
+    assert "policy.yaml:8:" in str(caught.value)
+    assert "no semantic bank named 'typo'" in str(caught.value)
+
+
+def test_the_policy_records_which_banks_its_rules_read(tmp_path: Path) -> None:
+    policy = load_policy(_policy(tmp_path))
+    assert "semantic:known_hateful_memes" in policy.reads
+
+
+def _record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="posts",
+        partition=0,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=1_700_000_000_000,
+        timestamp_type=0,
+        key=b"k",
+        value=b"{}",
+        headers=[],
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=2,
+        serialized_header_size=0,
+    )
+
+
+def test_matches_reach_the_policy_and_the_record(tmp_path: Path) -> None:
+    policy = PolicyService(load_policy(_policy(tmp_path)))
+    posts = [
+        ValidPost(
+            _record(i),
+            DecodedPost(
+                post=Post(post_id=f"p{i}", author_id="a", created_at=datetime.now(UTC), caption=c),
+                pixels=None,
+                image_sha256=None,
+            ),
+        )
+        for i, c in enumerate(["a known meme", "something else", ""])
+    ]
+    response = ScoreResponse(
+        "m1",
+        ["hate"],
+        np.zeros((3, 1), np.float32),
+        new_image_embeddings=np.zeros((0, 4), np.float32),
+        new_text_embeddings=np.zeros((0, 4), np.float32),
+        image_encode_ms=0.0,
+        text_encode_ms=0.0,
+        score_ms=0.0,
+        semantic={
+            "known_hateful_memes": SemanticMatches(
+                np.array([0.97, 0.40, 0.0], np.float32), ["meme-17", "meme-3", ""]
+            )
+        },
+    )
+    decisions = make_decisions(posts, response, [[], [], []], policy, {})
+    first, second, third = (Decision.model_validate(d) for d in decisions)
+    assert (first.action.value, first.rules_fired) == ("block", ["known.meme"])
+    assert second.action.value == third.action.value == "allow"
+    assert first.signals["semantic_banks"] == {
+        "known_hateful_memes": {"similarity": pytest.approx(0.97), "nearest": "meme-17"}
+    }
+    assert second.signals["semantic_banks"]["known_hateful_memes"]["nearest"] == "meme-3"
+    assert "semantic_banks" not in third.signals  # nothing to compare: reads as 0.0
