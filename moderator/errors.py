@@ -70,6 +70,23 @@ class ReasonCode(StrEnum):
     OCR_TRUNCATED = "ocr_truncated"
     # A signal (OCR, image safety) failed on this post: decided without its outputs.
     SIGNAL_FAILED = "signal_failed"
+    # Animations, videos and albums (moderator.ingest.media): the frames that could be read
+    # are scored, the rest is listed here.
+    FRAMES_OVER_CAP = "frames_over_cap"
+    ANIMATION_CORRUPT = "animation_corrupt"
+    MEDIA_DECODE_BUDGET = "media_decode_budget"
+    ALBUM_TOO_LARGE = "album_too_large"
+    ALBUM_IMAGE_UNREADABLE = "album_image_unreadable"
+    VIDEO_INVALID = "video_invalid"
+    VIDEO_SOURCE_CONFLICT = "video_source_conflict"
+    VIDEO_DISABLED = "video_disabled"
+    VIDEO_TOO_LARGE = "video_too_large"
+    VIDEO_TOO_LONG = "video_too_long"
+    VIDEO_FRAME_RATE_TOO_HIGH = "video_frame_rate_too_high"
+    VIDEO_TOO_MANY_PIXELS = "video_too_many_pixels"
+    VIDEO_CONTAINER_UNSUPPORTED = "video_container_unsupported"
+    VIDEO_CODEC_UNSUPPORTED = "video_codec_unsupported"
+    VIDEO_CORRUPT = "video_corrupt"
 
 
 RECORD_REASONS = frozenset(

@@ -21,6 +21,7 @@ from PIL import Image
 
 from moderator.config import DecodeLimits
 from moderator.errors import ReasonCode as R
+from tests import hostile_media as media
 
 LIMITS = DecodeLimits()
 BASE = {"post_id": "h", "author_id": "a", "created_at": "2026-11-01T00:00:00Z", "caption": "x"}
@@ -380,6 +381,98 @@ def _cases() -> list[tuple[str, Callable[[], bytes], R | Decided | None]]:
             _decided(R.DUPLICATE_FIELDS),
         ),
         ("key is not the post_id", lambda: _post(), _decided(R.KEY_MISMATCH, key=b"another-id")),
+        # Animations, videos and albums (#14, tests/hostile_media.py).
+        (
+            "gif frame-count bomb",
+            lambda: _with_image(media.gif_frame_bomb(20_000)),
+            _decided(R.FRAMES_OVER_CAP),
+        ),
+        (
+            "gif canvas x frames bomb",
+            lambda: _with_image(media.gif_canvas_bomb(6_000, 40)),
+            _decided(R.FRAMES_OVER_CAP),
+        ),
+        ("short mp4", lambda: _post(video_b64=media.b64(media.video())), None),
+        ("short webm", lambda: _post(video_b64=media.b64(media.video("webm", "vp9"))), None),
+        (
+            "video 10-hour duration header",
+            lambda: _post(video_b64=media.b64(media.video("matroska", last_pts=360_000))),
+            _decided(R.VIDEO_TOO_LONG),
+        ),
+        (
+            "mp4 timestamps past its header duration",
+            lambda: _post(video_b64=media.b64(media.video(last_pts=360_000))),
+            _decided(R.VIDEO_TOO_LONG),
+        ),
+        (
+            "video 1000 frames/s",
+            lambda: _post(video_b64=media.b64(media.video(rate=1000))),
+            _decided(R.VIDEO_FRAME_RATE_TOO_HIGH),
+        ),
+        (
+            "video dimension bomb",
+            lambda: _post(
+                video_b64=media.b64(media.video("mp4", "mpeg4", frames=1, size=(5000, 2000)))
+            ),
+            _decided(R.VIDEO_TOO_MANY_PIXELS),
+        ),
+        (
+            "video codec not allowed (mjpeg)",
+            lambda: _post(
+                video_b64=media.b64(media.video("matroska", "mjpeg", pix_fmt="yuvj420p"))
+            ),
+            _decided(R.VIDEO_CODEC_UNSUPPORTED),
+        ),
+        (
+            "video truncated before its index",
+            lambda: _post(video_b64=media.b64(media.video()[:600])),
+            _decided(R.VIDEO_CORRUPT),
+        ),
+        (
+            "video of random bytes with an mp4 signature",
+            lambda: _post(video_b64=media.b64(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)),
+            _decided(R.VIDEO_CORRUPT),
+        ),
+        (
+            "polyglot: a GIF with an mp4 appended, as a video",
+            lambda: _post(video_b64=media.b64(_animated("GIF") + media.video())),
+            _decided(R.VIDEO_CONTAINER_UNSUPPORTED),
+        ),
+        (
+            "polyglot: an mp4 as the image",
+            lambda: _with_image(media.video()),
+            _decided(R.IMAGE_CORRUPT),
+        ),
+        (
+            "video not base64",
+            lambda: _post(video_b64="not base64!"),
+            _decided(R.VIDEO_INVALID),
+        ),
+        (
+            "video_url with fetching off",
+            lambda: _post(video_url="https://cdn.example/v.mp4"),
+            _decided(R.VIDEO_INVALID),
+        ),
+        (
+            "video_b64 and video_url both",
+            lambda: _post(video_b64=media.b64(media.video()), video_url="https://cdn.example/v"),
+            _decided(R.VIDEO_SOURCE_CONFLICT),
+        ),
+        (
+            "album over the cap",
+            lambda: _post(images=[{"image_b64": media.b64(media.png())}] * 11),
+            _decided(R.ALBUM_TOO_LARGE),
+        ),
+        (
+            "album image corrupt",
+            lambda: _post(images=[{"image_b64": media.b64(b"\x89PNG garbage")}]),
+            _decided(R.ALBUM_IMAGE_UNREADABLE),
+        ),
+        (
+            "album entry with both sources",
+            lambda: _post(images=[{"image_b64": "AAAA", "image_url": "https://cdn.example/i"}]),
+            _decided(R.ALBUM_IMAGE_UNREADABLE),
+        ),
     ]
 
 

@@ -19,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from moderator.config import DecodeLimits
 from moderator.errors import InvalidPostError, ReasonCode
 from moderator.ingest import DecodedPost, ImageFetcher, load_image, parse_post
+from moderator.schema.post import Post
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class DecodeStage:
         for record in records:
             try:
                 parsed = parse_post(record.value, limits, record.key)
-                if parsed.post.image_url is not None and self._fetch_pool is not None:
+                if _fetches(parsed.post) and self._fetch_pool is not None:
                     future = self._fetch_pool.submit(load, parsed, limits, size, self.fetcher)
                     staged.append((record, future))
                 else:
@@ -76,6 +77,15 @@ class DecodeStage:
         """Stop the fetch pool without waiting; fetches not started are cancelled."""
         if self._fetch_pool is not None:
             self._fetch_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _fetches(post: Post) -> bool:
+    """Whether decoding the post waits on the network (its image, an album image, a video)."""
+    return (
+        post.image_url is not None
+        or post.video_url is not None
+        or any(image.image_url is not None for image in post.images)
+    )
 
 
 def as_invalid(record: ConsumerRecord, exc: Exception) -> InvalidPostError:

@@ -30,6 +30,7 @@ from moderator.serving.messages import (
     ScoreRequest,
     ScoreResponse,
 )
+from moderator.signals import SignalSubject
 from moderator.signals.embeddings import EmbeddingSignals, embedding_signals
 
 K = TypeVar("K", bound=Hashable)
@@ -97,6 +98,18 @@ def build_request(
     image_keys = [embeddings.image.digest(s) for s in subjects]
     captions = [embeddings.text.model_input(s) or "" for s in subjects]
     text_keys = [embeddings.text.digest(s) for s in subjects]
+    # A post's further frames are rows after every post's own row (frame_rows), so rows
+    # 0..N-1 stay the posts; each frame is keyed by its digest like any image.
+    extra = frame_rows(posts)
+    frame_pixels = [posts[p].frames[f].pixels for p, f in extra]
+    frame_keys = [
+        embeddings.image.digest(SignalSubject(image_sha256=posts[p].frames[f].digest, pixels=px))
+        for (p, f), px in zip(extra, frame_pixels, strict=True)
+    ]
+    image_keys += frame_keys
+    captions += [captions[p] for p, _ in extra]
+    text_keys += [text_keys[p] for p, _ in extra]
+    all_pixels = [p.pixels for p in posts] + frame_pixels
     image_dim, text_dim = embeddings.image.dim, embeddings.text.dim
     wanted: dict[FeatureKind, list[str]] = {
         "image": _distinct(image_keys),
@@ -112,14 +125,14 @@ def build_request(
     image_index: list[int] = []
     caption_index: list[int] = []
     cache_hits: list[list[str]] = []
-    for post, image_key, caption, text_key in zip(
-        posts, image_keys, captions, text_keys, strict=True
+    for pixels, image_key, caption, text_key in zip(
+        all_pixels, image_keys, captions, text_keys, strict=True
     ):
         row_hits = []
-        if image_key is None or post.pixels is None:
+        if image_key is None or pixels is None:
             image_index.append(NO_IMAGE)
         else:
-            first_pixels.setdefault(image_key, post.pixels)
+            first_pixels.setdefault(image_key, pixels)
             image_index.append(images.index[image_key])
             if image_key in image_hits:
                 row_hits.append("image")
@@ -130,7 +143,8 @@ def build_request(
             caption_index.append(texts.index[text_key])
             if text_key in text_hits:
                 row_hits.append("text")
-        cache_hits.append(row_hits)
+        if len(cache_hits) < len(posts):  # per post: the hits of its own row
+            cache_hits.append(row_hits)
 
     request = ScoreRequest(
         image_index=image_index,
@@ -159,3 +173,39 @@ def _stack(
     arrays: list[np.ndarray], shape: tuple[int, ...], dtype: type = np.float32
 ) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype=dtype)
+
+
+def frame_rows(posts: Sequence[DecodedPost]) -> list[tuple[int, int]]:
+    """(post index, frame index) of each row after the posts' own: frames 1.. of every post
+    with several, in post order (frame 0 is the post's own row)."""
+    return [(p, f) for p, post in enumerate(posts) for f in range(1, len(post.frames))]
+
+
+@dataclass(frozen=True, slots=True)
+class WorstFrame:
+    index: int
+    """Position in the post's sampled frames (DecodedPost.frames)."""
+    scores: np.ndarray
+    """That frame's scores, [C]."""
+
+
+def pool_frames(
+    posts: Sequence[DecodedPost], scores: np.ndarray
+) -> tuple[np.ndarray, list[WorstFrame | None]]:
+    """Rows of `scores` (a request built by build_request) → one row per post: a post with
+    several frames gets their `frame_pooling` (max or mean per category) and its worst frame
+    (the highest single score over every category); others keep their row and None."""
+    count = len(posts)
+    if scores.shape[0] == count:
+        return scores, [None] * count  # no post had frames: the common case
+    pooled = scores[:count].copy()
+    worst: list[WorstFrame | None] = [None] * count
+    extra = iter(range(count, scores.shape[0]))
+    for index, post in enumerate(posts):
+        if len(post.frames) < 2:
+            continue
+        rows = scores[[index, *(next(extra) for _ in range(len(post.frames) - 1))]]
+        pooled[index] = rows.mean(axis=0) if post.frame_pooling == "mean" else rows.max(axis=0)
+        frame = int(np.unravel_index(int(np.argmax(rows)), rows.shape)[0])
+        worst[index] = WorstFrame(frame, rows[frame])
+    return pooled, worst

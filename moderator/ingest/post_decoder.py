@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from moderator.config import DecodeLimits
 from moderator.errors import UNREADABLE_IMAGE_PROBLEMS, InvalidPostError, ReasonCode
 from moderator.ingest.image import decode_image_views
+from moderator.ingest.media import FRAME_HASHES, Frame, has_more_media, load_media
 from moderator.ingest.url_fetch import ImageFetcher
 from moderator.schema.post import MAX_CAPTION_CHARS, POST_SCHEMA_VERSION, Post
 from moderator.signals import SignalOutput, SignalSubject
@@ -41,6 +42,9 @@ _SALVAGED = {
     "metadata": ReasonCode.METADATA_INVALID,
     "image_b64": ReasonCode.IMAGE_INVALID,
     "image_url": ReasonCode.IMAGE_INVALID,
+    "images": ReasonCode.ALBUM_IMAGE_UNREADABLE,
+    "video_b64": ReasonCode.VIDEO_INVALID,
+    "video_url": ReasonCode.VIDEO_INVALID,
 }
 # Any contract field name as it appears in JSON: one scan counts how often each is given.
 _FIELD_NAMES = re.compile(b'"(%s)"' % b"|".join(name.encode() for name in Post.model_fields))
@@ -79,6 +83,11 @@ class DecodedPost:
     (OCR, image safety) as they finish. Policies read them as ``signals.<name>.<field>``."""
     reading_image: np.ndarray | None = None
     """A larger RGB copy for reading text (OCR on), released once the pool signals ran."""
+    frames: tuple[Frame, ...] = ()
+    """Every frame the model scores when there is more than one (an animation, an album, a
+    video; frame 0 is `pixels`); empty for a post with one still image or none."""
+    frame_pooling: str = "max"
+    """How the frames' scores become the post's (limits.media.pooling)."""
 
     @property
     def image_text(self) -> str:
@@ -147,7 +156,7 @@ def load_image(
     copy for OCR with at most that longest side.
     """
     post, problems = parsed.post, dict(parsed.problems)
-    pixels, reading, digest = None, None, None
+    pixels, reading, digest, image_bytes = None, None, None, None
     signals: dict[str, SignalOutput] = {}
     try:
         image_bytes = _image_bytes(post, limits, fetcher)
@@ -160,8 +169,31 @@ def load_image(
     except Exception as exc:
         # PIL and the HEIF plugin parse untrusted bytes: any other failure means unreadable.
         problems[ReasonCode.IMAGE_CORRUPT] = f"cannot decode image: {type(exc).__name__}"
+    frames: tuple[Frame, ...] = ()
+    if has_more_media(post, image_bytes, limits):
+        first = (image_bytes, pixels, signals) if image_bytes and pixels is not None else None
+        media = load_media(post, first, limits, image_size, fetcher, pdq)
+        for code, detail in media.problems.items():
+            problems.setdefault(code, detail)
+        if pixels is None and media.frames:
+            # No readable image of its own: the first frame stands for it (signals, row 0).
+            pixels, digest = media.frames[0].pixels, media.frames[0].digest
+        if len(media.frames) > 1:
+            frames = tuple(media.frames)
+        if any(frame.hashes for frame in media.frames):
+            signals[FRAME_HASHES] = {"frames": [frame.hashes for frame in media.frames]}
     refuse_listed_problems(problems, limits)
-    return DecodedPost(post, pixels, digest, parsed.text, problems, signals, reading)
+    return DecodedPost(
+        post,
+        pixels,
+        digest,
+        parsed.text,
+        problems,
+        signals,
+        reading,
+        frames,
+        limits.media.pooling,
+    )
 
 
 def _digests(image_bytes: bytes, pixels: np.ndarray, pdq: bool) -> dict[str, SignalOutput]:
@@ -213,6 +245,9 @@ def parse_post(value: bytes | None, limits: DecodeLimits, key: bytes | None = No
         # The inline bytes are in hand; the URL could point anywhere.
         problems[ReasonCode.IMAGE_SOURCE_CONFLICT] = "image_b64 and image_url both given"
         del raw["image_url"]
+    if raw.get("video_b64") is not None and raw.get("video_url") is not None:
+        problems[ReasonCode.VIDEO_SOURCE_CONFLICT] = "video_b64 and video_url both given"
+        del raw["video_url"]
     caption = raw.get("caption")
     if isinstance(caption, str) and len(caption) > MAX_CAPTION_CHARS:
         problems[ReasonCode.CAPTION_TOO_LONG] = (

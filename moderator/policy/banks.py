@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -170,6 +170,9 @@ class ImageSignals:
     pdq_quality: int = 0
     md5: str | None = None
     sha256: str | None = None
+    frames: tuple[ImageSignals, ...] = ()
+    """The hashes of each further frame of an animation, album or video (#14): a bank
+    matches the post when it matches any of them."""
 
 
 class HashBank:
@@ -234,6 +237,10 @@ class HashBanks:
         found = {}
         for name, bank in self.banks.items():
             distance = bank.match(signals)
+            for frame in signals.frames:
+                at = bank.match(frame)
+                if at is not None and (distance is None or at < distance):
+                    distance = at  # the nearest over every frame
             if distance is not None:
                 found[name] = distance
         return found
@@ -248,15 +255,28 @@ class HashBanks:
         if self.needs_pdq and pdq is None and pixels is not None:
             pdq = _PDQ.run_on_pixels(pixels)
         md5, sha256 = digests.get("md5"), digests.get("sha256")
+        frames = digests.get("frame_hashes")  # moderator.ingest.media.FRAME_HASHES
         return ImageSignals(
             pdq=bytes.fromhex(str(pdq["hash"])) if pdq and pdq["hash"] else None,
             pdq_quality=int(pdq["quality"]) if pdq else 0,
             md5=_hex(md5),
             sha256=_hex(sha256),
+            frames=tuple(_frame_signals(frame) for frame in frames["frames"]) if frames else (),
         )
 
 
 _PDQ = PdqSignal()
+
+
+def _frame_signals(hashes: Mapping[str, Any]) -> ImageSignals:
+    """One frame's hashes as ingest stored them (pdq/quality, sha256/md5 of a file)."""
+    pdq = hashes.get("hash")
+    return ImageSignals(
+        pdq=bytes.fromhex(str(pdq)) if pdq else None,
+        pdq_quality=int(hashes.get("quality", 0)),
+        md5=hashes.get("md5"),
+        sha256=hashes.get("sha256"),
+    )
 
 
 def _hex(digest: SignalOutput | None) -> str | None:

@@ -37,6 +37,18 @@ class SourceRef(BaseModel):
     timestamp_ms: int = Field(description="Kafka record timestamp of the post.")
 
 
+class WorstFrame(BaseModel):
+    """The frame of a multi-frame post (animation, album, video) that scored highest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0, description="Position among the post's scored frames.")
+    frames: int = Field(ge=2, description="How many frames of the post were scored.")
+    source: str = Field(description="'image', 'images[2]' or 'video'.")
+    position: int = Field(ge=0, description="Frame number within its source.")
+    scores: dict[str, float] = Field(description="That frame's scores per category.")
+
+
 class Correction(BaseModel):
     """Why this record replaces an earlier decision on the same post (records are never edited)."""
 
@@ -114,3 +126,8 @@ class Decision(BaseModel):
     )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     source: SourceRef
+    worst_frame: WorstFrame | None = Field(
+        default=None,
+        description="For a post scored on several frames: the highest-scoring one (`scores` "
+        "then holds the frames' pooled scores, limits.media.pooling).",
+    )

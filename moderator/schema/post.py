@@ -11,10 +11,28 @@ POST_SCHEMA_VERSION = 1
 MAX_CAPTION_CHARS = 10_000
 MAX_METADATA_DEPTH = 8
 MAX_METADATA_ITEMS = 1_000
+MAX_ALBUM_ENTRIES = 100
+"""Hard contract cap on `images`; `limits.media.max_album_images` reads fewer (default 10)."""
+
+
+class AlbumImage(BaseModel):
+    """One further image of an album: inline (base64) or by URL, as the post's own image."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_b64: str | None = Field(default=None, description="Image bytes, standard base64.")
+    image_url: str | None = Field(default=None, max_length=2048)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AlbumImage:
+        if (self.image_b64 is None) == (self.image_url is None):
+            raise ValueError("give exactly one of image_b64 and image_url")
+        return self
 
 
 class Post(BaseModel):
-    """One post: a caption and at most one image, inline (base64) or by URL.
+    """One post: a caption and its media: an image (inline base64 or by URL), further
+    images (`images`, an album) and a short video, all optional.
 
     Unknown top-level fields are kept (``extra="allow"``) so producers can add
     fields without breaking older workers. The record's Kafka key is its post_id.
@@ -33,6 +51,17 @@ class Post(BaseModel):
     image_b64: str | None = Field(default=None, description="Image bytes, standard base64.")
     image_url: str | None = Field(
         default=None, max_length=2048, description="Image location; fetching is off by default."
+    )
+    images: list[AlbumImage] = Field(
+        default_factory=list,
+        max_length=MAX_ALBUM_ENTRIES,
+        description="Further images after image_b64/image_url (an album), in order.",
+    )
+    video_b64: str | None = Field(
+        default=None, description="A short video (MP4 or WebM), standard base64."
+    )
+    video_url: str | None = Field(
+        default=None, max_length=2048, description="Video location; fetched as image_url is."
     )
     lang: str | None = Field(default=None, max_length=35, description="BCP 47 language tag.")
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -58,8 +87,14 @@ class Post(BaseModel):
     def _one_image_source(self) -> Post:
         if self.image_b64 is not None and self.image_url is not None:
             raise ValueError("give image_b64 or image_url, not both")
+        if self.video_b64 is not None and self.video_url is not None:
+            raise ValueError("give video_b64 or video_url, not both")
         return self
 
     @property
     def has_image(self) -> bool:
         return self.image_b64 is not None or self.image_url is not None
+
+    @property
+    def has_video(self) -> bool:
+        return self.video_b64 is not None or self.video_url is not None

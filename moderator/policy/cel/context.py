@@ -76,6 +76,15 @@ OBJECT_FIELDS: dict[str, dict[str, FieldSpec]] = {
             "P.image_text",
             "text read from the image by OCR (normalised, capped); '' when none or OCR is off",
         ),
+        "frames": FieldSpec(
+            INT,
+            "P.frames",
+            "frames scored: animation frames, album images and video frames (1 for a still "
+            "image, 0 for none); scores are pooled over them (limits.media.pooling)",
+        ),
+        "worst_frame": FieldSpec(
+            INT, "P.worst_frame", "position of the highest-scoring frame, -1 when none"
+        ),
         "caption_obfuscated": FieldSpec(
             BOOL,
             "P.normalised().obfuscated",

@@ -1,0 +1,109 @@
+"""The worker side of multi-frame posts (#14): every frame is an image row of the same
+request, keyed by its digest; frame scores are pooled back to one post (max or mean), the
+record carries the worst frame, and policies read post.frames and post.worst_frame."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from moderator.config import DecodeLimits
+from moderator.ingest import DecodedPost, decode_post
+from moderator.media_settings import MediaLimits
+from moderator.policy import PolicyService, load_policy
+from moderator.schema import Action, Decision
+from moderator.serving import ScoreResponse
+from moderator.serving.messages import NO_IMAGE
+from moderator.signals.embeddings import embedding_signals
+from tests import hostile_media as media
+from tests.unit.test_animated_frames import later_bad_frames, record
+from tests.unit.test_worker_decisions import _record
+from workers.decisions import ValidPost, make_decisions
+from workers.features import build_request, frame_rows, pool_frames
+
+EMBEDDINGS = embedding_signals("m1", 4, 4, False)
+
+
+def _video_post(post_id: str, pooling: str = "max") -> DecodedPost:
+    limits = DecodeLimits(media=MediaLimits(pooling=pooling))  # type: ignore[arg-type]
+    video = base64.b64encode(media.video_of(later_bad_frames(30, 5))).decode()
+    value = orjson.loads(record(video_b64=video, caption="look"))
+    value["post_id"] = post_id
+    return decode_post(orjson.dumps(value), limits, 224)
+
+
+def _text_post(post_id: str) -> DecodedPost:
+    value = orjson.loads(record(caption="plain"))
+    value["post_id"] = post_id
+    return decode_post(orjson.dumps(value), DecodeLimits(), 224)
+
+
+def test_frames_are_rows_after_the_posts_keyed_by_digest() -> None:
+    posts = [_video_post("v"), _text_post("t")]
+    frames = len(posts[0].frames)
+    built = build_request(posts, None, EMBEDDINGS, 224)
+    request = built.request
+    assert len(request) == 2 + frames - 1  # rows 0..1 are the posts, then frames 1..
+    assert frame_rows(posts) == [(0, f) for f in range(1, frames)]
+    assert request.image_index[1] == NO_IMAGE
+    assert request.pixels.shape[0] == frames  # every frame encoded once, none cached
+    assert built.image_hashes == [frame.digest for frame in posts[0].frames]
+    assert set(request.caption_index[2:]) == {request.caption_index[0]}
+    assert len(built.cache_hits) == 2  # per post, not per row
+
+
+def test_pooling_max_and_mean_and_the_worst_frame() -> None:
+    posts = [_video_post("v"), _text_post("t")]
+    rows = 2 + len(posts[0].frames) - 1
+    scores = np.zeros((rows, 2), np.float32)
+    scores[1] = [0.3, 0.1]  # the text post's own row
+    scores[3] = [0.2, 0.9]  # frame 2 of the video (rows 2.. are its frames 1..)
+    pooled, worst = pool_frames(posts, scores)
+    assert pooled.shape == (2, 2)
+    assert pooled[0].tolist() == pytest.approx([0.2, 0.9])
+    assert pooled[1].tolist() == pytest.approx([0.3, 0.1])
+    assert worst[1] is None and worst[0] is not None and worst[0].index == 2
+
+    mean_posts = [_video_post("v", "mean"), posts[1]]
+    pooled, _ = pool_frames(mean_posts, scores)
+    frames = len(mean_posts[0].frames)
+    assert pooled[0].tolist() == pytest.approx([0.2 / frames, 0.9 / frames])
+
+
+def test_records_carry_the_worst_frame_and_policies_read_frames(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nversion: '1'\ncategories: [hate, spam]\n"
+        "rules:\n- {id: later, when: 'post.frames > 2 && post.worst_frame == 2', "
+        "action: review}\n"
+    )
+    service = PolicyService(load_policy(tmp_path / "p.yaml"))
+    posts = [_video_post("v"), _text_post("t")]
+    rows = 2 + len(posts[0].frames) - 1
+    scores = np.zeros((rows, 2), np.float32)
+    scores[3] = [0.2, 0.9]
+    response = ScoreResponse(
+        "m1",
+        ["hate", "spam"],
+        scores,
+        new_image_embeddings=np.zeros((0, 4), np.float32),
+        new_text_embeddings=np.zeros((0, 4), np.float32),
+        image_encode_ms=1.0,
+        text_encode_ms=0.5,
+        score_ms=2.0,
+    )
+    valid = [ValidPost(_record(i), post) for i, post in enumerate(posts)]
+    decisions = make_decisions(valid, response, [[], []], service, {})
+    for record_ in decisions:
+        assert list(record_) == list(Decision.model_fields)
+        Decision.model_validate_json(orjson.dumps(record_))
+    video, text = (Decision.model_validate(d) for d in decisions)
+    assert video.worst_frame is not None and text.worst_frame is None
+    assert video.worst_frame.index == 2 and video.worst_frame.source == "video"
+    assert video.worst_frame.scores == {"hate": pytest.approx(0.2), "spam": pytest.approx(0.9)}
+    assert video.scores["spam"] == pytest.approx(0.9)
+    assert "media" not in video.signals and "frame_hashes" not in video.signals
+    assert (video.action, text.action) == (Action.REVIEW, Action.ALLOW)
