@@ -27,7 +27,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from moderator.errors import PROBLEM_REASONS, SIGNAL_PROBLEMS, ConfigError, ReasonCode
+from moderator.media_settings import MediaLimits
 from moderator.quarantine_settings import QuarantineSettings
+from moderator.retrieval.settings import SemanticBankSettings
 from moderator.schema.decision import Action
 from moderator.signals.settings import SignalSettings
 from moderator.verdicts.settings import VerdictSettings
@@ -232,6 +234,7 @@ class ClassifierArgs(_Section):
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     autoscaling: AutoscalingArgs | None = Field(default=None, description="Unset → num_replicas.")
+    semantic: SemanticBankSettings = Field(default_factory=SemanticBankSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassifierArgs:
@@ -365,6 +368,7 @@ class DecodeLimits(_Section):
         default_factory=lambda: ["JPEG", "PNG", "GIF", "WEBP", "HEIF", "AVIF"]
     )
     image_urls: ImageUrlSettings = Field(default_factory=lambda: ImageUrlSettings())
+    media: MediaLimits = Field(default_factory=MediaLimits)
     dead_letter_problems: list[ReasonCode] = Field(
         default_factory=list,
         description="Post problems that dead-letter the post instead of deciding it (for "
