@@ -106,7 +106,12 @@ def content_hash(directory: Path, config: WeightsConfig) -> str:
     digest = hashlib.sha256(
         json.dumps(config.model_dump(mode="json"), sort_keys=True).encode("utf-8")
     )
-    for name in (config.head_weights, config.backbone_weights):
+    # The ITM head's file only where there is one, so other checkpoints keep their versions.
+    for name in (
+        config.head_weights,
+        config.backbone_weights,
+        getattr(config, "itm_weights", None),
+    ):
         if name is not None:
             path = directory / name
             if path.is_file():

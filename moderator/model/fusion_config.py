@@ -15,6 +15,9 @@ from moderator.model.checkpoint_files import HEAD_FILE
 from moderator.model.fusion_heads import HeadConfig
 
 Modalities = Literal["both", "text", "image"]
+# The image-text matching head's score (moderator/training/itm.py), after the categories.
+ITM_CATEGORY = "image_text_mismatch"
+ITM_FILE = "itm.safetensors"
 
 
 class FusionConfig(BaseModel):
@@ -47,12 +50,21 @@ class FusionConfig(BaseModel):
     backbone_weights: str | None = Field(
         default=None, description="fine-tuned encoder weights (stage 2); None: pretrained"
     )
+    itm: HeadConfig | None = Field(
+        default=None,
+        description=f"image-text matching head (served as the score {ITM_CATEGORY!r}); None: none",
+    )
+    itm_weights: str | None = Field(default=None, description="the ITM head's weights file")
     training: dict[str, Any] = Field(default_factory=dict, description="provenance, free-form")
 
     @model_validator(mode="after")
     def _categories_consistent(self) -> FusionConfig:
         if len(set(self.categories)) != len(self.categories):
             raise ValueError("categories has duplicates")
+        if ITM_CATEGORY in self.categories:
+            raise ValueError(f"{ITM_CATEGORY!r} is the matching head's score, not a category")
+        if (self.itm is None) != (self.itm_weights is None):
+            raise ValueError("itm and itm_weights go together")
         unknown = sorted(set(self.thresholds) - set(self.categories))
         if unknown:
             raise ValueError(f"thresholds names categories not in categories: {unknown}")

@@ -27,7 +27,7 @@ from moderator.model.checkpoint_files import (
     write_config,
 )
 from moderator.model.errors import ModelLoadError
-from moderator.model.fusion_config import FusionConfig, Modalities
+from moderator.model.fusion_config import ITM_CATEGORY, ITM_FILE, FusionConfig, Modalities
 from moderator.model.fusion_heads import FusionHead, build_head
 from moderator.model.inference import (
     InferenceOptions,
@@ -53,12 +53,14 @@ class FusionModerationModel:
         head: FusionHead,
         version: str,
         options: InferenceOptions | None = None,
+        itm: FusionHead | None = None,
     ) -> None:
         self.config = config
         self.options = options or InferenceOptions()
         validate_options(self.options)
         self.model_version = version + self.options.version_suffix()
-        self.categories = list(config.categories)
+        # The matching head's score comes after the categories; policies read it like one.
+        self.categories = list(config.categories) + ([ITM_CATEGORY] if itm is not None else [])
         self.image_size = config.preprocessing.image_size
         self.image_embedding_dim = config.image_embedding_dim
         self.text_embedding_dim = config.text_embedding_dim
@@ -70,6 +72,7 @@ class FusionModerationModel:
         for module in backbone.trainable_modules().values():
             prepare_module(module, self.options)
         self.head = prepare_module(head, self.options)
+        self.itm = prepare_module(itm, self.options) if itm is not None else None
         if self.options.compile:
             backbone.compile_encoders(self.options)
         if needs_warm_up(self.options):
@@ -109,7 +112,10 @@ class FusionModerationModel:
         text = np.asarray(text_embeddings, dtype=np.float32)
         if not has_text.all():
             text = np.where(has_text[:, None], text, self._empty_caption_embedding())
-        return self.score_embeddings(text, image_embeddings, has_image)
+        scores = self.score_embeddings(text, image_embeddings, has_image)
+        if self.itm is not None:  # no caption or no image: nothing to mismatch
+            scores[:, -1] *= has_text & has_image
+        return scores
 
     def _empty_caption_embedding(self) -> np.ndarray:
         if self._empty_caption is None:
@@ -125,11 +131,14 @@ class FusionModerationModel:
         )
         device = self.options.device
         with precision_context(self.options):
-            logits = self.head(
+            inputs = (
                 torch.from_numpy(text).to(device),
                 torch.from_numpy(image).to(device),
                 torch.from_numpy(has_image).to(device),
             )
+            logits = self.head(*inputs)
+            if self.itm is not None:
+                logits = torch.cat([logits, self.itm(*inputs)], dim=1)
             return to_numpy(torch.sigmoid(logits.float()))
 
 
@@ -149,12 +158,15 @@ def apply_modalities(
     return np.ascontiguousarray(text, dtype=np.float32), image, has_image
 
 
-def load_head(directory: Path, config: FusionConfig) -> FusionHead:
-    """Build the head config.head describes and load its weights, refusing any mismatch."""
-    head = build_head(
-        config.head, config.text_embedding_dim, config.image_embedding_dim, len(config.categories)
-    )
-    path = directory / config.head_weights
+def load_head(directory: Path, config: FusionConfig, itm: bool = False) -> FusionHead:
+    """Build the head config.head describes (with itm, the matching head config.itm describes)
+    and load its weights, refusing any mismatch."""
+    head_config, outputs, weights = config.head, len(config.categories), config.head_weights
+    if itm:
+        assert config.itm is not None and config.itm_weights is not None
+        head_config, outputs, weights = config.itm, 1, config.itm_weights
+    head = build_head(head_config, config.text_embedding_dim, config.image_embedding_dim, outputs)
+    path = directory / weights
     state = load_tensors(path)
     expected = head.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -222,12 +234,13 @@ def load_fusion(
     config = parse_config(FusionConfig, directory, raw)
     validate_options(options or InferenceOptions())
     head = load_head(directory, config)  # cheap checks first, before loading encoders
+    itm = load_head(directory, config, itm=True) if config.itm is not None else None
     backbone = load_backbone(config.backbone, config.preprocessing, directory)
     check_backbone(config, backbone, directory)
     if config.backbone_weights is not None:
         load_backbone_weights(directory, config.backbone_weights, backbone)
     version = checkpoint_version(config.name, directory, config)
-    return FusionModerationModel(config, backbone, head, version, options)
+    return FusionModerationModel(config, backbone, head, version, options, itm)
 
 
 def save_fusion_checkpoint(
@@ -235,10 +248,15 @@ def save_fusion_checkpoint(
     config: FusionConfig,
     head: FusionHead,
     backbone: BackboneEncoder | None = None,
+    itm: FusionHead | None = None,
 ) -> Path:
-    """Write config.json and the safetensors files; pass backbone after stage-2 fine-tuning."""
+    """Write config.json and the safetensors files; pass backbone after stage-2 fine-tuning,
+    itm with an image-text matching head."""
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / config.head_weights, head.state_dict())
+    if itm is not None:
+        config = config.model_copy(update={"itm": itm.config, "itm_weights": ITM_FILE})
+        save_tensors(directory / ITM_FILE, itm.state_dict())
     if backbone is not None:
         config = config.model_copy(update={"backbone_weights": BACKBONE_FILE})
         state = {

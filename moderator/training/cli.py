@@ -211,6 +211,13 @@ def train(
             "head's text and image projections; 0 = off."
         ),
     ] = 0.0,
+    itm: Annotated[
+        bool,
+        typer.Option(
+            help="Also train an image-text matching head; its score image_text_mismatch is "
+            "served for policies (stage 1)."
+        ),
+    ] = False,
     architecture: Annotated[
         str,
         typer.Option(
@@ -282,6 +289,7 @@ def train(
                 "rgcl_negatives": rgcl_negatives,
                 "rgcl_temperature": rgcl_temperature,
                 "itc_weight": itc_weight,
+                "itm": itm,
             }
         )
         backbone_spec = parse_backbone(backbone)
@@ -339,6 +347,7 @@ def _single_stream(
         "--rgcl-weight": config.rgcl_weight > 0,
         "--itc-weight": config.itc_weight > 0,
         "--modalities": config.modalities != "both",
+        "--itm": config.itm,
     }
     refused = [flag for flag, given in fusion_only.items() if given]
     if refused:

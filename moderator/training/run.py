@@ -17,6 +17,7 @@ from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
 from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.fusion_config import FusionConfig
+from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.training.dataset import (
     Dataset,
@@ -26,9 +27,10 @@ from moderator.training.dataset import (
     split_indices,
 )
 from moderator.training.device import amp_dtype, training_device
-from moderator.training.embedding_cache import cached_embeddings, compute_embeddings
+from moderator.training.embedding_cache import Embeddings, cached_embeddings, compute_embeddings
 from moderator.training.errors import TrainingDataError
 from moderator.training.finetune import finetune_encoders
+from moderator.training.metrics import auroc
 from moderator.training.report import (
     CURVES_FILE,
     ROC_FILE,
@@ -139,6 +141,7 @@ def run_training(
         backbone.to(device)  # for the embeddings below; the checkpoint saves CPU copies
         val_emb = compute_embeddings(backbone, splits.val, progress)
     val_scores = predict(head, val_emb, config.modalities)
+    itm_head, itm_report = _matching_head(train_emb, val_emb, splits, config, progress)
     thresholds, suggested = choose_thresholds(
         splits.val.labels(), val_scores, categories, config.target_precision
     )
@@ -155,7 +158,9 @@ def run_training(
         thresholds=thresholds,
         training=_provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )
-    save_fusion_checkpoint(out, fusion_config, head, backbone if config.unfreeze else None)
+    save_fusion_checkpoint(
+        out, fusion_config, head, backbone if config.unfreeze else None, itm_head
+    )
     saved = read_config(FusionConfig, out)
     report: dict[str, Any] = {
         "model_version": checkpoint_version(saved.name, out, saved),
@@ -183,6 +188,8 @@ def run_training(
             "stage2_val_auroc": history.stage2_val_auroc,
         },
     }
+    if itm_report is not None:
+        report["itm"] = itm_report
     report_dir = report_dir or out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     if splits.test is not None:
@@ -201,6 +208,33 @@ def run_training(
     plot_history(report_dir / CURVES_FILE, history)
     write_json(report_dir, report)
     return to_jsonable(report)
+
+
+def _matching_head(
+    train: Embeddings,
+    val: Embeddings,
+    splits: Splits,
+    config: TrainConfig,
+    progress: Progress | None,
+) -> tuple[FusionHead | None, dict[str, Any] | None]:
+    """With --itm: the image-text matching head, and how well it tells mismatched pairs from
+    matched ones on validation (and how its score on the real pairs ranks each category)."""
+    if not config.itm:
+        return None, None
+    from moderator.training.itm import mismatch_scores, train_itm
+
+    head, history, val_auroc = train_itm(train, val, config, progress)
+    labels = splits.val.labels()
+    mismatch = mismatch_scores(head, val)
+    rows = val.has_image
+    return head, {
+        "val_auroc_mismatch_vs_match": val_auroc,
+        "best_epoch": history.best_epoch,
+        "category_auroc_of_mismatch_score": {
+            category: auroc(labels[rows, c], mismatch[rows])
+            for c, category in enumerate(splits.val.categories)
+        },
+    }
 
 
 def _amp_name(device: torch.device, config: TrainConfig) -> str | None:
@@ -252,4 +286,5 @@ def _provenance(
             else {}
         ),
         **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
+        **({"itm": True} if config.itm else {}),
     }

@@ -91,8 +91,19 @@ class TrainConfig(BaseModel):
         "text and image projections (ALBEF's ITC; 0: off)",
     )
 
+    itm: bool = Field(
+        default=False,
+        description="also train an image-text matching head (served as the score "
+        "image_text_mismatch; stage 1 only)",
+    )
+
     @model_validator(mode="after")
     def _itc_needs_projections(self) -> TrainConfig:
+        if self.itm and (self.unfreeze or self.modalities != "both"):
+            raise ValueError(
+                "itm needs modalities=both and frozen encoders (stage 2 would change the "
+                "embeddings the matching head was trained on)"
+            )
         if self.itc_weight > 0 and self.head.type != "cross":
             raise ValueError(
                 f"itc_weight needs the cross head (its text and image projections are what the "

@@ -1,0 +1,70 @@
+"""A VisualBERT checkpoint served by the Classifier deployment on the session's Ray instance
+scores as the model does in-process (train → save → Serve → identical scores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ray import serve
+
+from moderator.config import ServingSettings
+from moderator.model import load_model
+from moderator.model.single_stream import SingleStreamSpec, build_classifier
+from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
+from moderator.serving.messages import NO_IMAGE, ModelInfo, ScoreRequest
+from moderator.serving.runner import deploy_classifier
+from moderator.serving.scoring import score_request
+
+pytestmark = pytest.mark.integration
+
+SPEC = SingleStreamSpec(
+    init="random", hidden_size=32, layers=1, heads=2, intermediate_size=64, grid=2
+)
+IMAGE_SIZE = 64
+
+
+def _checkpoint(directory: Path) -> Path:
+    torch.manual_seed(0)
+    config = SingleStreamConfig(
+        name="vb-serve",
+        categories=["hate", "harm"],
+        spec=SPEC,
+        preprocessing={"image_size": IMAGE_SIZE, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+    )
+    return save_single_stream(directory, config, build_classifier(SPEC, 2))
+
+
+def test_visualbert_checkpoint_scores_identically_on_serve(
+    ray_serving: ServingSettings, tmp_path: Path
+) -> None:
+    checkpoint = _checkpoint(tmp_path / "vb")
+    classifier = ray_serving.classifier.model_copy(update={"checkpoint": checkpoint})
+    serving = ray_serving.model_copy(
+        update={"app_name": "visualbert-test", "classifier": classifier}
+    )
+    handle = deploy_classifier(serving)
+    try:
+        info: ModelInfo = handle.model_info.remote().result(timeout_s=120)
+        model = load_model(checkpoint)
+        assert info.model_version == model.model_version
+        assert (info.image_embedding_dim, info.text_embedding_dim) == (4 * 1280, 48)
+        rng = np.random.default_rng(1)
+        pixels = rng.integers(0, 256, (2, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        request = ScoreRequest(
+            [0, 1, NO_IMAGE],
+            pixels,
+            np.zeros((0, info.image_embedding_dim), np.float32),
+            [0, 1, 1],
+            ["a caption", "another caption"],
+            np.zeros((0, info.text_embedding_dim), np.float32),
+        )
+        served = handle.score_batch.remote(request).result(timeout_s=120)
+        local = score_request(model, request)
+        np.testing.assert_allclose(served.scores, local.scores, atol=1e-6)
+        np.testing.assert_array_equal(served.new_image_embeddings, local.new_image_embeddings)
+        np.testing.assert_array_equal(served.new_text_embeddings, local.new_text_embeddings)
+    finally:
+        serve.delete("visualbert-test")
