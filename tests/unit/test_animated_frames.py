@@ -48,12 +48,13 @@ def later_bad_frames(count: int = 10, bad: int = 5) -> list[np.ndarray]:
     return frames
 
 
-def banked_policy(tmp_path: Path) -> PolicyService:
+def banked_policy(tmp_path: Path, image_size: int = 224) -> PolicyService:
     """A policy that blocks a post matching the PDQ bank of known_bad(), hashed as the
-    worker hashes a still image (its model pixels)."""
+    worker hashes a still image (its model pixels, `image_size` square)."""
     out = io.BytesIO()
     Image.fromarray(known_bad()).save(out, format="PNG")
-    still = decode_post(record(image_b64=base64.b64encode(out.getvalue()).decode()), LIMITS, 224)
+    data = base64.b64encode(out.getvalue()).decode()
+    still = decode_post(record(image_b64=data), LIMITS, image_size)
     assert still.pixels is not None
     (tmp_path / "bad.pdq.txt").write_text(f"{PdqSignal.run_on_pixels(still.pixels)['hash']}\n")
     (tmp_path / "p.yaml").write_text(
