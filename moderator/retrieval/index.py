@@ -2,7 +2,7 @@
 
 Both return, per query row, the entry with the best joint.py similarity. Exact search scores
 the whole bank in chunks (bounded memory). Above `exact_max_entries` a faiss IndexIVFFlat
-(inner product, ~4*sqrt(N) lists) probes `nprobe` lists for the CANDIDATES best inner
+(inner product, ~sqrt(N) lists) probes `nprobe` lists for the CANDIDATES best inner
 products, which are then rescored exactly (shared-side mean). The crossover and both costs are
 measured by moderator/benchmark/semantic_bench.py (docs/retrieval.md).
 """
@@ -71,20 +71,24 @@ class IvfIndex:
 
         if threads is not None:
             faiss.omp_set_num_threads(threads)
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.has_image, self.has_text = entry_sides(self.vectors, image_dim)
-        count, dim = self.vectors.shape
-        self.lists = max(1, min(int(4 * np.sqrt(count)), count // 39))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.has_image, self.has_text = entry_sides(vectors, image_dim)
+        count, dim = vectors.shape
+        # sqrt(N) lists: k-means training and adding cost N * lists * dim, which at 1M entries
+        # of the starter's 1664 dims is minutes on two cores; probing nprobe of them keeps
+        # the candidates per query near nprobe * sqrt(N).
+        self.lists = max(1, min(int(np.sqrt(count)), count // 39))
         self._quantizer = faiss.IndexFlatIP(dim)
         self._index = faiss.IndexIVFFlat(
             self._quantizer, dim, self.lists, faiss.METRIC_INNER_PRODUCT
         )
-        sample = self.vectors
-        if count > self.lists * 64:  # k-means needs tens of points per list, not all of them
-            picks = np.random.default_rng(0).choice(count, self.lists * 64, replace=False)
-            sample = self.vectors[np.sort(picks)]
+        sample = vectors
+        if count > self.lists * 50:  # k-means needs tens of points per list, not all of them
+            picks = np.random.default_rng(0).choice(count, self.lists * 50, replace=False)
+            sample = vectors[np.sort(picks)]
         self._index.train(sample)
-        self._index.add(self.vectors)
+        self._index.add(vectors)
+        self._index.make_direct_map()  # candidates are read back from the index: one copy
         self._index.nprobe = min(nprobe, self.lists)
 
     def search(
@@ -95,7 +99,7 @@ class IvfIndex:
         _, candidates = self._index.search(np.ascontiguousarray(queries), CANDIDATES)
         valid = candidates >= 0  # fewer than CANDIDATES entries in the probed lists
         picked = np.where(valid, candidates, 0)
-        entries = self.vectors[picked]  # [B, k, D]
+        entries = self._index.reconstruct_batch(picked.ravel()).reshape(*picked.shape, -1)
         dots = np.einsum("bd,bkd->bk", queries, entries)
         shared = has_image[:, None] * self.has_image[picked].astype(np.float32) + has_text[
             :, None

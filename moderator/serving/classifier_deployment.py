@@ -22,6 +22,7 @@ from ray.serve import Application
 from moderator.config import BatchingConfig, ClassifierArgs
 from moderator.model import InferenceOptions, ModerationModel, load_model
 from moderator.model.inference import resolve_device
+from moderator.retrieval.serving import load_semantic_banks
 from moderator.serving.forward_merger import ForwardMerger
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
@@ -117,7 +118,14 @@ class ClassifierDeployment:
         self._merger = ForwardMerger(self._compute, self._forward)
         options = inference_options(args)
         self.recent = RecentEmbeddings(args.recent_embeddings)
-        self.info = model_info(self.model)
+        # Refuses, before serving anything, a bank built with another model (names it).
+        self.banks = load_semantic_banks(
+            args.semantic,
+            self.model.model_version,
+            (self.model.image_embedding_dim, self.model.text_embedding_dim),
+            args.torch_threads,
+        )
+        self.info = model_info(self.model, self.banks)
         self.metrics = ReplicaMetrics(options.device)
         self.metrics.start_gpu_sampler(options.device)
         logger.info(
@@ -162,7 +170,9 @@ class ClassifierDeployment:
         merged, rows = merge_requests(
             requests, self.info.image_embedding_dim, self.info.text_embedding_dim
         )
-        responses = split_response(score_request(self.model, merged, self.recent), requests, rows)
+        responses = split_response(
+            score_request(self.model, merged, self.recent, self.banks), requests, rows
+        )
         self.metrics.observe_forward(time.perf_counter() - started, len(merged))
         return responses
 
