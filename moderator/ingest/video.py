@@ -139,7 +139,8 @@ def _decode(
             if frame.time is not None and frame.time > media.video.max_duration_s:
                 # Timestamps past what the header claimed: the cap holds on them too.
                 problems[ReasonCode.VIDEO_TOO_LONG] = (
-                    f"frame {decoded} is at {frame.time:.0f} s, limit {media.video.max_duration_s} s"
+                    f"frame {decoded} is at {frame.time:.0f} s, "
+                    f"limit {media.video.max_duration_s} s"
                 )
                 break
             if frame.width * frame.height > width * height:

@@ -102,6 +102,9 @@ class PolicyInput:
         media = self.signals.get("media")
         if media is not None:
             return int(media["frames"])
+        hashes = self.signals.get("frame_hashes")  # one frame of an album or a video
+        if hashes is not None:
+            return len(hashes["frames"])
         return int(self.has_image and not self.image_unreadable)
 
     @property

@@ -15,6 +15,7 @@ from moderator.config import DecodeLimits
 from moderator.ingest import DecodedPost, decode_post
 from moderator.media_settings import MediaLimits
 from moderator.policy import PolicyService, load_policy
+from moderator.policy.inputs import PolicyInput
 from moderator.schema import Action, Decision
 from moderator.serving import ScoreResponse
 from moderator.serving.messages import NO_IMAGE
@@ -107,3 +108,14 @@ def test_records_carry_the_worst_frame_and_policies_read_frames(tmp_path: Path) 
     assert video.scores["spam"] == pytest.approx(0.9)
     assert "media" not in video.signals and "frame_hashes" not in video.signals
     assert (video.action, text.action) == (Action.REVIEW, Action.ALLOW)
+
+
+def test_policies_count_one_video_frame_and_no_frames() -> None:
+    video = base64.b64encode(media.video(frames=1)).decode()
+    one = decode_post(record(video_b64=video), DecodeLimits(), 224)
+    assert one.frames == () and one.pixels is not None
+    none = _text_post("t")
+    inputs = []
+    for decoded in (one, none):
+        inputs.append(PolicyInput.from_post(decoded.post, {}, signals=decoded.signals))
+    assert [(i.frames, i.worst_frame) for i in inputs] == [(1, 0), (0, -1)]
