@@ -392,6 +392,11 @@ def _cases() -> list[tuple[str, Callable[[], bytes], R | Decided | None]]:
             lambda: _with_image(media.gif_canvas_bomb(6_000, 40)),
             _decided(R.FRAMES_OVER_CAP),
         ),
+        (
+            "animated gif cut short",
+            lambda: _with_image(media.animation(media.block_frames(10))[:-200]),
+            _decided(R.ANIMATION_CORRUPT),
+        ),
         ("short mp4", lambda: _post(video_b64=media.b64(media.video())), None),
         ("short webm", lambda: _post(video_b64=media.b64(media.video("webm", "vp9"))), None),
         (

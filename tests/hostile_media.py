@@ -97,3 +97,10 @@ def video_of(frames: list[np.ndarray], container: str = "mp4", codec: str = "h26
         for packet in stream.encode():
             muxer.mux(packet)
     return out.getvalue()
+
+
+def block_frames(count: int, side: int = 64) -> list[np.ndarray]:
+    """`count` frames of random 8x8-pixel colour blocks (seeded): each codes to some bytes."""
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(0, 256, (count, side // 8, side // 8, 3), dtype=np.uint8)
+    return [np.repeat(np.repeat(frame, 8, axis=0), 8, axis=1) for frame in blocks]

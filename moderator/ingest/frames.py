@@ -116,6 +116,7 @@ def sample_animation(
     if readable == 1:
         return SampledFrames([], problems, total)  # the still decoder read the only one
     sampler = FrameSampler(readable, k, media.scene_change)
+    index = 0
     try:
         for index, frame in enumerate(ImageSequence.Iterator(image)):
             if index >= readable:
@@ -130,7 +131,7 @@ def sample_animation(
     except Exception as exc:
         # Pillow parses untrusted bytes: any failure past the first frame ends the scan.
         problems[ReasonCode.ANIMATION_CORRUPT] = (
-            f"frames after the first {len(sampler.frames())} sampled cannot be read: "
-            f"{type(exc).__name__}"
+            f"frame {index} of {readable} cannot be read: {type(exc).__name__}; "
+            "the frames before it are used"
         )
     return SampledFrames(sampler.frames(), problems, total)

@@ -104,3 +104,13 @@ def test_frames_are_model_pixels_with_pixel_digests() -> None:
         assert frame.pixels.shape == (224, 224, 3) and frame.pixels.dtype == np.uint8
     assert len({frame.digest for frame in decoded.frames}) == len(decoded.frames)
     assert decoded.image_sha256 == decoded.frames[0].digest
+
+
+def test_a_spent_decode_budget_keeps_the_frames_read() -> None:
+    """A budget of a microsecond is spent by the first frame: that frame is used, the post is
+    decided with media_decode_budget listed (no timing is asserted, only the outcome)."""
+    limits = DecodeLimits(media=MediaLimits(decode_budget_ms=0.001))
+    decoded = decode_post(record(video_b64=b64(media.video(frames=30))), limits, 224)
+    assert set(decoded.problems) == {ReasonCode.MEDIA_DECODE_BUDGET}
+    assert "after 1 of 30 frames" in decoded.problems[ReasonCode.MEDIA_DECODE_BUDGET]
+    assert decoded.pixels is not None
