@@ -24,7 +24,7 @@ def test_semantic_bank_values_become_classifier_args() -> None:
     assert (args.semantic.exact_max_entries, args.semantic.nprobe) == (5000, 8)
 
 
-def test_no_banks_no_semantic_args() -> None:
+def test_by_default_no_banks_are_loaded() -> None:
     rayservice = one(render([MINIMAL]), "RayService")
     (app,) = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"]
-    assert "semantic" not in app["args"]
+    assert ClassifierArgs.model_validate(app["args"]).semantic.banks == []

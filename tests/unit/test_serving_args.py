@@ -49,6 +49,7 @@ EVERY_FIELD: dict[str, Any] = {
     "num_cpus": 2.5,
     "num_gpus": 0.5,
     "recent_embeddings": 100,
+    "semantic": {"banks": ["/banks/known_memes"], "exact_max_entries": 5000, "nprobe": 8},
     "num_replicas": 3,
     "max_ongoing_requests": 32,
     "max_queued_requests": 100,
@@ -74,6 +75,7 @@ HELM_VALUES: dict[str, Any] = {
             "numCpus": 2.5,
             "numGpus": 0.5,
             "recentEmbeddings": 100,
+            "semantic": {"banks": ["/banks/known_memes"], "exactMaxEntries": 5000, "nprobe": 8},
             "numReplicas": 3,
             "maxOngoingRequests": 32,
             "maxQueuedRequests": 100,
@@ -151,6 +153,8 @@ def _environment(fields: dict[str, Any], prefix: str) -> dict[str, str]:
         key = f"{prefix}__{name.upper()}"
         if isinstance(value, dict):
             out |= _environment(value, key)
+        elif isinstance(value, list):
+            out[key] = json.dumps(value)  # pydantic-settings reads a list as JSON
         else:
             out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
