@@ -89,6 +89,9 @@ class IvfIndex:
         self._index.train(sample)
         self._index.add(vectors)
         self._index.make_direct_map()  # candidates are read back from the index: one copy
+        self.set_nprobe(nprobe)
+
+    def set_nprobe(self, nprobe: int) -> None:
         self._index.nprobe = min(nprobe, self.lists)
 
     def search(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-DEFAULT_EXACT_MAX_ENTRIES = 200_000
+DEFAULT_EXACT_MAX_ENTRIES = 20_000
 
 
 class SemanticBankSettings(BaseModel):
@@ -26,7 +26,7 @@ class SemanticBankSettings(BaseModel):
         "ones through an IVF index (faiss). See docs/retrieval.md for the measured costs.",
     )
     nprobe: int = Field(
-        default=32, ge=1, le=4096, description="IVF lists probed per query (recall vs cost)."
+        default=8, ge=1, le=4096, description="IVF lists probed per query (recall vs cost)."
     )
 
     @field_validator("banks")

@@ -21,7 +21,12 @@ from moderator.retrieval.bank import SemanticBank, SemanticBankError, load_bank
 from moderator.retrieval.importer import build_bank, read_items
 from moderator.retrieval.index import ExactIndex, IvfIndex
 from moderator.retrieval.joint import entry_vectors, query_vectors, similarities
-from moderator.retrieval.serving import SemanticBanks, load_semantic_banks, missing_banks
+from moderator.retrieval.serving import (
+    SemanticBanks,
+    banks_read,
+    load_semantic_banks,
+    missing_banks,
+)
 from moderator.retrieval.settings import SemanticBankSettings
 
 IMAGE_DIM, TEXT_DIM, SIZE = 16, 8, 8
@@ -277,5 +282,7 @@ def test_search_reports_zero_and_no_id_for_rows_with_nothing_to_compare() -> Non
     assert matches.similarity[1] == 0.0
 
 
-def test_the_worker_can_tell_which_declared_banks_the_replica_lacks() -> None:
-    assert missing_banks({"a", "b"}, {"a": 3}) == ["b"]
+def test_the_worker_can_tell_which_banks_a_policy_reads_the_replica_lacks() -> None:
+    reads = frozenset({"scores", "banks", "semantic:a", "semantic:b"})
+    assert banks_read(reads) == {"a", "b"}
+    assert missing_banks(banks_read(reads), {"a": 3}) == ["b"]
