@@ -37,6 +37,13 @@ class VideoLimits(BaseModel):
     max_pixels: int = Field(
         default=3840 * 2160, ge=1, description="Width x height of a frame, from the stream header."
     )
+    decode_every_frame_up_to: int = Field(
+        default=900,
+        ge=1,
+        description="A video with more frames (from its headers) decodes its keyframes only, "
+        "sampled as any frames: encoders put keyframes at scene cuts, and decoding them costs "
+        "a fraction of the whole stream.",
+    )
 
 
 class MediaLimits(BaseModel):

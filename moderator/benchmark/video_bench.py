@@ -2,11 +2,14 @@
 post costs against an image post.
 
     .venv/bin/python -m moderator.benchmark.video_bench [--repeats 5] [--seconds 10]
+        [--long-seconds 60]
 
 Generates its inputs (nothing is downloaded): a 640x360 JPEG, a 320x240 animated GIF of
 60 frames, and `--seconds` of 640x360 video at 30 frames/s as H.264 MP4 and VP9 WebM,
-encoded here with PyAV. Decoding is the worker's own (moderator.ingest.decode_post, default
-limits: up to 8 frames sampled per animation or video); encoding is the starter model's
+encoded here with PyAV, and `--long-seconds` of the same as MP4 (over
+`limits.media.video.decode_every_frame_up_to` frames: keyframes only are decoded).
+Decoding is the worker's own (moderator.ingest.decode_post, default limits: up to 8
+frames sampled per animation or video); encoding is the starter model's
 EfficientNet-Lite0 image encoder on the sampled frames, as the replica runs it (one batch).
 A benchmark, not a test: it prints a table (and writes --json if given).
 """
@@ -17,11 +20,11 @@ import argparse
 import base64
 import io
 import json
-import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -47,7 +50,7 @@ def make_video(container: str, codec: str, seconds: float, size: tuple[int, int]
     out = io.BytesIO()
     width, height = size
     with av.open(out, "w", format=container) as muxer:
-        stream = muxer.add_stream(codec, rate=30)
+        stream = cast(av.VideoStream, muxer.add_stream(codec, rate=30))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index in range(round(seconds * 30)):
             frame = av.VideoFrame.from_ndarray(_scene(index, width, height), format="rgb24")
@@ -76,13 +79,14 @@ def _record(field: str, data: bytes) -> bytes:
     return orjson.dumps({**post, field: base64.b64encode(data).decode()})
 
 
-def _median_ms(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+def _fastest_ms(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """The fastest of `repeats` runs: on a shared machine the others measure the neighbours."""
     times, result = [], None
     for _ in range(repeats):
         started = time.perf_counter()
         result = run()
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times), result
+    return min(times), result
 
 
 def _frames_scanned(data: bytes, container: str) -> int:
@@ -90,7 +94,7 @@ def _frames_scanned(data: bytes, container: str) -> int:
         return sum(1 for _ in opened.decode(video=0))
 
 
-def run(repeats: int, seconds: float) -> dict[str, Any]:
+def run(repeats: int, seconds: float, long_seconds: float) -> dict[str, Any]:
     from moderator.model import load_model
 
     model = load_model(None)
@@ -109,14 +113,30 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
             webm := make_video("webm", "libvpx-vp9", seconds, (640, 360)),
             _frames_scanned(webm, "webm"),
         ),
+        f"MP4 H.264 640x360, {long_seconds:g} s (keyframes)": (
+            "video_b64",
+            long := make_video("mp4", "h264", long_seconds, (640, 360)),
+            _frames_scanned(long, "mp4"),
+        ),
     }
     model.embed_images(np.zeros((1, size, size, 3), np.uint8))  # warm up
+    decoded: dict[str, tuple[float, DecodedPost]] = {}
+    encode: dict[str, float] = {}
+    for _ in range(repeats):
+        # Round-robin over the inputs, fastest run of each: every input meets the same
+        # neighbours on a shared machine.
+        for name, (field, data, _frames) in inputs.items():
+            value = _record(field, data)
+            ms, post = _fastest_ms(partial(decode_post, value, limits, size), 1)
+            if name not in decoded or ms < decoded[name][0]:
+                decoded[name] = (ms, post)
+            ms, _ = _fastest_ms(partial(model.embed_images, _pixels(post)), 1)
+            encode[name] = min(encode.get(name, ms), ms)
     rows: dict[str, Any] = {}
-    for name, (field, data, frames) in inputs.items():
-        value = _record(field, data)
-        decode_ms, decoded = _median_ms(lambda v=value: decode_post(v, limits, size), repeats)
-        pixels = _pixels(decoded)
-        encode_ms, _ = _median_ms(lambda p=pixels: model.embed_images(p), repeats)
+    for name, (_field, data, frames) in inputs.items():
+        decode_ms, post = decoded[name]
+        encode_ms = encode[name]
+        pixels = _pixels(post)
         rows[name] = {
             "bytes": len(data),
             "frames_in_file": frames,
@@ -126,7 +146,7 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
             "encode_ms": round(encode_ms, 1),
             "frames_encoded_per_s": round(len(pixels) / encode_ms * 1000, 1),
             "post_ms": round(decode_ms + encode_ms, 1),
-            "problems": [str(p) for p in decoded.problems],
+            "problems": [str(p) for p in post.problems],
         }
     image_ms = next(iter(rows.values()))["post_ms"]
     for row in rows.values():
@@ -143,11 +163,12 @@ def _pixels(decoded: DecodedPost) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="median of this many runs")
+    parser.add_argument("--repeats", type=int, default=5, help="fastest of this many runs")
     parser.add_argument("--seconds", type=float, default=10.0, help="video length generated")
+    parser.add_argument("--long-seconds", type=float, default=60.0, help="the long video")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    rows = run(args.repeats, args.seconds)
+    rows = run(args.repeats, args.seconds, args.long_seconds)
     header = (
         f"{'input':38} {'frames':>6} {'scored':>6} {'decode ms':>9} {'dec f/s':>8} "
         f"{'encode ms':>9} {'enc f/s':>8} {'post ms':>8} {'x image':>7}"

@@ -30,15 +30,18 @@ THUMB_SIDE = 16
 class FrameSampler:
     """Keeps up to `k` frames of a stream of `total`: half spread uniformly over the stream,
     the rest the strongest scene changes (thumbnail difference from the previous frame at
-    least `scene_change`). Only kept frames are converted to model pixels."""
+    least `scene_change`). Only kept frames are converted to model pixels. Frames may skip
+    numbers (keyframes only): a uniform pick is then the first frame at or after it."""
 
     total: int
     k: int
     scene_change: float
     uniform: frozenset[int] = field(init=False)
+    _targets: list[int] = field(init=False, default_factory=list)
     _scenes: list[tuple[float, int, np.ndarray]] = field(init=False, default_factory=list)
     _kept: dict[int, np.ndarray] = field(init=False, default_factory=dict)
     _previous: np.ndarray | None = field(init=False, default=None)
+    _last: tuple[int, Callable[[], np.ndarray]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.total <= self.k:
@@ -46,13 +49,17 @@ class FrameSampler:
         else:
             picks = np.linspace(0, self.total - 1, math.ceil(self.k / 2)).round().astype(int)
             self.uniform = frozenset(int(i) for i in picks)
+        self._targets = sorted(self.uniform, reverse=True)  # the next pick is last
 
     def offer(self, index: int, thumb: np.ndarray, pixels: Callable[[], np.ndarray]) -> None:
         """Frame `index` (decoded in order): its grey thumbnail, and how to get its pixels."""
         difference = 1.0 if self._previous is None else _difference(thumb, self._previous)
         self._previous = thumb
-        if index in self.uniform:
+        self._last = (index, pixels)
+        if self._targets and index >= self._targets[-1]:
             self._kept[index] = pixels()
+            while self._targets and self._targets[-1] <= index:
+                self._targets.pop()
             return
         room = self.k - len(self.uniform)
         if difference < self.scene_change or room <= 0:
@@ -66,6 +73,10 @@ class FrameSampler:
         """(frame number, pixels) of the kept frames, in stream order."""
         kept = dict(self._kept)
         kept.update((index, pixels) for _, index, pixels in self._scenes)
+        if self._targets and self._last is not None and self._last[0] not in kept:
+            # The stream ended before the last uniform pick (keyframes only, or fewer frames
+            # than the header said): its last frame stands for the end.
+            kept[self._last[0]] = self._last[1]()
         return sorted(kept.items(), key=lambda item: item[0])
 
 

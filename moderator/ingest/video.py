@@ -123,6 +123,11 @@ def _decode(
     sampler = FrameSampler(readable, k, media.scene_change)
     problems: dict[ReasonCode, str] = {}
     width, height = stream.codec_context.width, stream.codec_context.height
+    keyframes_only = readable > media.video.decode_every_frame_up_to
+    if keyframes_only:
+        stream.codec_context.skip_frame = "NONKEY"
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else 0.0
     decoded = 0
     try:
         for frame in container.decode(stream):
@@ -150,7 +155,10 @@ def _decode(
                 )
                 break
             thumb = frame.reformat(width=THUMB_SIDE, height=THUMB_SIDE, format="gray")
-            sampler.offer(decoded, thumb.to_ndarray(), partial(_model_pixels, frame, size))
+            position = decoded
+            if keyframes_only and frame.time is not None and fps > 0:
+                position = min(readable - 1, max(decoded, round(frame.time * fps)))
+            sampler.offer(position, thumb.to_ndarray(), partial(_model_pixels, frame, size))
             decoded += 1
     except (av.FFmpegError, ValueError) as exc:
         problems[ReasonCode.VIDEO_CORRUPT] = (

@@ -114,3 +114,25 @@ def test_a_spent_decode_budget_keeps_the_frames_read() -> None:
     assert set(decoded.problems) == {ReasonCode.MEDIA_DECODE_BUDGET}
     assert "after 1 of 30 frames" in decoded.problems[ReasonCode.MEDIA_DECODE_BUDGET]
     assert decoded.pixels is not None
+
+
+def test_long_videos_decode_keyframes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over `decode_every_frame_up_to` frames, only keyframes are decoded (counted, not
+    timed), and the picks still span the whole video."""
+    offered: list[int] = []
+    real = FrameSampler.offer
+
+    def counting(self: FrameSampler, index: int, *args: object) -> None:
+        offered.append(index)
+        real(self, index, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FrameSampler, "offer", counting)
+    data = media.video(frames=600, size=(64, 64), rate=30)
+    every = sample_video(data, MediaLimits(), 64, 8, 1e18)
+    assert len(offered) == every.frame_count == 600
+    offered.clear()
+    limits = MediaLimits(video=VideoLimits(decode_every_frame_up_to=100))
+    keyframes = sample_video(data, limits, 64, 8, 1e18)
+    assert 1 < len(offered) < 100 and offered == sorted(offered)
+    positions = [position for position, _ in keyframes.frames]
+    assert positions[0] == 0 and positions[-1] == offered[-1] > 400
