@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FramePooling = Literal["max", "mean"]
 Container = Literal["mp4", "webm", "matroska", "mov"]
@@ -90,3 +90,14 @@ class MediaLimits(BaseModel):
         default="max", description="How frame scores become the post's: max or mean per category."
     )
     video: VideoLimits = Field(default_factory=VideoLimits)
+
+    @model_validator(mode="after")
+    def _every_item_gets_a_frame(self) -> MediaLimits:
+        # The post's image, each album image read, and the video keep one frame each.
+        least = self.max_album_images + 2
+        if self.max_frames_per_post < least:
+            raise ValueError(
+                f"max_frames_per_post ({self.max_frames_per_post}) must be at least "
+                f"max_album_images + 2 ({least}): every image and the video keep one frame"
+            )
+        return self

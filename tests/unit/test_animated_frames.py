@@ -142,7 +142,8 @@ def test_frame_count_bomb_is_capped_before_decoding(monkeypatch: pytest.MonkeyPa
 def test_frames_per_post_cap_spans_album_and_animation() -> None:
     animated = base64.b64encode(media.animation(later_bad_frames(20))).decode()
     still = {"image_b64": base64.b64encode(media.png()).decode()}
-    limits = DecodeLimits(media=MediaLimits(max_frames_per_post=6, frames_per_item=8))
+    media_limits = MediaLimits(max_frames_per_post=6, frames_per_item=8, max_album_images=3)
+    limits = DecodeLimits(media=media_limits)
     decoded = decode_post(record(image_b64=animated, images=[still] * 3), limits, 224)
     sources = [f.source for f in decoded.frames]
     assert len(sources) == 6  # 3 frames of the animation, one per album image
@@ -154,3 +155,5 @@ def test_bad_media_settings_name_the_field() -> None:
         DecodeLimits.model_validate({"media": {"pooling": "median"}})
     with pytest.raises(ValueError, match=r"media\.video\.allowed_containers"):
         DecodeLimits.model_validate({"media": {"video": {"allowed_containers": ["avi"]}}})
+    with pytest.raises(ValueError, match=r"media\n.*max_frames_per_post \(4\) must be"):
+        DecodeLimits.model_validate({"media": {"max_frames_per_post": 4}})
