@@ -14,12 +14,15 @@ import pytest
 from moderator.config import DecodeLimits
 from moderator.ingest import DecodedPost, decode_post
 from moderator.media_settings import MediaLimits
+from moderator.model import load_model
+from moderator.model.base import ModerationModel
 from moderator.policy import PolicyService, load_policy
 from moderator.policy.inputs import PolicyInput
 from moderator.schema import Action, Decision
 from moderator.serving import ScoreResponse
 from moderator.serving.messages import NO_IMAGE
-from moderator.signals.embeddings import embedding_signals
+from moderator.serving.scoring import score_request
+from moderator.signals.embeddings import embedding_signals, model_embeddings
 from tests import hostile_media as media
 from tests.unit.test_animated_frames import later_bad_frames, record
 from tests.unit.test_worker_decisions import _record
@@ -119,3 +122,42 @@ def test_policies_count_one_video_frame_and_no_frames() -> None:
     for decoded in (one, none):
         inputs.append(PolicyInput.from_post(decoded.post, {}, signals=decoded.signals))
     assert [(i.frames, i.worst_frame) for i in inputs] == [(1, 0), (0, -1)]
+
+
+def test_frames_go_through_the_real_encoder_in_one_batch() -> None:
+    """The starter model scores a built request as a replica does (score_request, no Ray):
+    one image-encoder call for every frame of the video and the other post's image, and
+    each frame row scores as that frame alone would."""
+    model = load_model(None)
+    assert model.image_size == 224  # as _video_post decodes
+    still = decode_post(
+        record(image_b64=base64.b64encode(media.png(64)).decode(), caption="look"),
+        DecodeLimits(),
+        model.image_size,
+    )
+    posts = [_video_post("v"), still]
+    built = build_request(posts, None, model_embeddings(model), model.image_size)
+    calls: list[int] = []
+    real = model.embed_images
+
+    def counted(pixels: np.ndarray) -> np.ndarray:
+        calls.append(len(pixels))
+        return real(pixels)
+
+    model.embed_images = counted  # type: ignore[method-assign]
+    response = score_request(model, built.request)
+    frames = len(posts[0].frames)
+    assert calls == [frames + 1]  # every frame and the still image: one forward batch
+    assert response.scores.shape == (2 + frames - 1, len(model.categories))
+    pooled, worst = pool_frames(posts, response.scores)
+    assert worst[0] is not None and worst[1] is None
+    np.testing.assert_allclose(pooled[0], response.scores[[0, *range(2, 1 + frames)]].max(0))
+    alone = built_alone(model, posts[0].frames[worst[0].index].pixels)
+    np.testing.assert_allclose(worst[0].scores, alone, atol=1e-5)
+
+
+def built_alone(model: ModerationModel, pixels: np.ndarray) -> np.ndarray:
+    post = decode_post(record(caption="look"), DecodeLimits(), model.image_size)
+    single = DecodedPost(post.post, pixels, "frame", post.text)
+    request = build_request([single], None, model_embeddings(model), model.image_size).request
+    return score_request(model, request).scores[0]
