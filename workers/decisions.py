@@ -15,7 +15,7 @@ from moderator.policy import PolicyService
 from moderator.policy.inputs import SEMANTIC_SIGNAL
 from moderator.schema import DECISION_SCHEMA_VERSION
 from moderator.serving import ScoreResponse
-from workers.features import WorstFrame, pool_frames
+from workers.features import WorstFrame, frame_rows, pool_frames
 
 # One decision as it goes on the wire: the fields of moderator.schema.Decision, in its
 # order, as plain JSON-ready values. Built without pydantic: validating our own output cost
@@ -54,26 +54,25 @@ def _attach_semantic(valid: list[ValidPost], response: ScoreResponse) -> None:
     """Each post's semantic-bank matches (bank → similarity, nearest entry id) as the signal
     `semantic_banks`: policies read it with semantic_match(bank), the record's `signals` show
     it. A post with several frames gets its best frame's match (frame rows follow the posts'
-    rows, as in pool_frames). Banks the post had nothing to compare with are left out (they
-    read as 0.0)."""
+    rows: frame_rows). Banks the post had nothing to compare with are left out (they read as
+    0.0)."""
     if not response.semantic:
         return
     banks = [
         (name, np.round(matches.similarity.astype(np.float64), 6).tolist(), matches.nearest)
         for name, matches in response.semantic.items()
     ]
-    count = len(valid)
-    extra = count
-    for index, item in enumerate(valid):
-        rows = [index]
-        frames = len(item.decoded.frames)
-        if frames > 1 and len(banks[0][2]) > count:
-            rows += range(extra, extra + frames - 1)
-            extra += frames - 1
+    rows: list[list[int]] = [[index] for index in range(len(valid))]
+    if len(banks[0][2]) > len(valid):
+        extra = frame_rows([item.decoded for item in valid])
+        for row, (post, _) in enumerate(extra, start=len(valid)):
+            rows[post].append(row)
+    for item, post_rows in zip(valid, rows, strict=True):
         found: dict[str, dict[str, Any]] = {}
         for name, similarity, nearest in banks:
-            best = max((r for r in rows if nearest[r]), key=similarity.__getitem__, default=None)
-            if best is not None:
+            candidates = [row for row in post_rows if nearest[row]]
+            if candidates:
+                best = max(candidates, key=similarity.__getitem__)
                 found[name] = {"similarity": similarity[best], "nearest": nearest[best]}
         if found:
             item.decoded.signals[SEMANTIC_SIGNAL] = found

@@ -11,6 +11,7 @@ import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
 from moderator.ingest import DecodedPost
+from moderator.ingest.media import Frame
 from moderator.policy import PolicyService, load_policy
 from moderator.policy.errors import PolicyError
 from moderator.schema import Decision, Post
@@ -106,3 +107,41 @@ def test_matches_reach_the_policy_and_the_record(tmp_path: Path) -> None:
     }
     assert second.signals["semantic_banks"]["known_hateful_memes"]["nearest"] == "meme-3"
     assert "semantic_banks" not in third.signals  # nothing to compare: reads as 0.0
+
+
+def test_a_post_with_several_frames_takes_its_best_frame(tmp_path: Path) -> None:
+    """Rows 0..1 are the posts (frame 0 of the video post), rows 2..3 the video's frames 1..2."""
+    policy = PolicyService(load_policy(_policy(tmp_path)))
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    frames = tuple(Frame(pixels, f"d{i}", "video", i) for i in range(3))
+    posts = [
+        ValidPost(
+            _record(i),
+            DecodedPost(
+                post=Post(post_id=f"p{i}", author_id="a", created_at=datetime.now(UTC), caption=""),
+                pixels=pixels,
+                image_sha256=None,
+                frames=post_frames,
+            ),
+        )
+        for i, post_frames in enumerate([frames, ()])
+    ]
+    response = ScoreResponse(
+        "m1",
+        ["hate"],
+        np.zeros((4, 1), np.float32),
+        new_image_embeddings=np.zeros((0, 4), np.float32),
+        new_text_embeddings=np.zeros((0, 4), np.float32),
+        image_encode_ms=0.0,
+        text_encode_ms=0.0,
+        score_ms=0.0,
+        semantic={
+            "known_hateful_memes": SemanticMatches(
+                np.array([0.30, 0.50, 0.96, 0.40], np.float32), ["a", "b", "c", "d"]
+            )
+        },
+    )
+    video, still = make_decisions(posts, response, [[], []], policy, {})
+    assert video["signals"]["semantic_banks"]["known_hateful_memes"]["nearest"] == "c"
+    assert video["action"] == "block"
+    assert still["signals"]["semantic_banks"]["known_hateful_memes"]["nearest"] == "b"
