@@ -145,3 +145,22 @@ def test_a_post_with_several_frames_takes_its_best_frame(tmp_path: Path) -> None
     assert video["signals"]["semantic_banks"]["known_hateful_memes"]["nearest"] == "c"
     assert video["action"] == "block"
     assert still["signals"]["semantic_banks"]["known_hateful_memes"]["nearest"] == "b"
+
+
+def test_policy_test_cases_give_matches_as_the_signal(tmp_path: Path) -> None:
+    from moderator.policy.cases import load_cases, run_cases
+
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(
+        "cases:\n"
+        "  - name: near-duplicate\n"
+        "    input:\n"
+        "      signals: {semantic_banks: {known_hateful_memes: {similarity: 0.95, nearest: m}}}\n"
+        "    expect: {action: block}\n"
+        "  - name: below the threshold\n"
+        "    input:\n"
+        "      signals: {semantic_banks: {known_hateful_memes: {similarity: 0.9, nearest: m}}}\n"
+        "    expect: {action: allow}\n"
+    )
+    report = run_cases(load_policy(_policy(tmp_path)), load_cases(cases))
+    assert [o.passed for o in report.outcomes] == [True, True], report.failed
