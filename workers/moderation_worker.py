@@ -112,7 +112,7 @@ class ModerationWorker:
         self.signal_categories = self.signals.categories(self.info.categories)
         scored = [*self.info.categories, *self.signal_categories]
         try:
-            self.policy.check_categories(scored)
+            self.policy.check_categories(scored, sorted(self.info.semantic_banks))
         except PolicyError as exc:
             unscored = set(self.policy.source.current().categories) - set(scored)
             raise PolicyError(f"{exc}{self.signals.switched_off(sorted(unscored))}") from exc

@@ -14,13 +14,14 @@ not fire; it is reported in `PolicyResult.errors`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moderator.policy.banks import HashBanks
 from moderator.policy.cel import prologue
+from moderator.policy.cel.exprcode import SEMANTIC_READ
 from moderator.policy.document import RuleMode
 from moderator.policy.errors import PolicyError
 from moderator.policy.inputs import PolicyInput
@@ -253,15 +254,37 @@ class CompiledPolicy:
         # The templates name only these keys, without attribute access (checked at load).
         return tuple(dict.fromkeys(template.format(**values) for template in templates))
 
-    def check_categories(self, model_categories: Sequence[str]) -> None:
-        """Raise PolicyError when the policy names categories the model does not score."""
+    def check_categories(
+        self, model_categories: Sequence[str], semantic_banks: Collection[str] | None = None
+    ) -> None:
+        """Raise PolicyError when the policy names categories the model does not score, or
+        (given the banks the replica serves) reads a semantic bank the replica does not serve:
+        its rules would read 0.0 for every post."""
+        where = self.source or self.name
         unknown = sorted(self._category_set - set(model_categories))
         if unknown:
-            where = self.source or self.name
             raise PolicyError(
                 f"{where}: the policy names categories the model does not score: {unknown}; "
                 f"the model scores {list(model_categories)}"
             )
+        if semantic_banks is None:
+            return
+        unserved = sorted(self.semantic_banks - set(semantic_banks))
+        if unserved:
+            raise PolicyError(
+                f"{where}: rules read semantic banks the Classifier replica does not serve: "
+                f"{unserved}; it serves {sorted(semantic_banks)} "
+                "(serving.classifier.semantic.banks)"
+            )
+
+    @property
+    def semantic_banks(self) -> frozenset[str]:
+        """The semantic banks the rules read (`semantic_match("NAME")`)."""
+        return frozenset(
+            name.removeprefix(SEMANTIC_READ)
+            for name in self.reads
+            if name.startswith(SEMANTIC_READ)
+        )
 
     def rule(self, rule_id: str) -> RuleInfo | None:
         for rule in (*self.rules, *self.disabled):

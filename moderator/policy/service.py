@@ -99,12 +99,16 @@ class PolicyService:
     def qualified_version(self) -> str:
         return self.source.current().qualified_version
 
-    def check_categories(self, model_categories: Sequence[str]) -> None:
+    def check_categories(
+        self, model_categories: Sequence[str], semantic_banks: Sequence[str] | None = None
+    ) -> None:
+        """The policy (and, when it reloads, every new one) must only name categories the model
+        scores and semantic banks the replica serves."""
         require = getattr(self.source, "require_categories", None)
         if require is not None:
-            require(model_categories)
+            require(model_categories, semantic_banks)
         else:
-            self.source.current().check_categories(model_categories)
+            self.source.current().check_categories(model_categories, semantic_banks)
 
     def begin_batch(self) -> None:
         """Before deciding a batch: take the rules flood quarantine demotes for it (a Redis

@@ -54,6 +54,7 @@ class PolicyWatcher:
         self._policy = loader(self.path)  # the first load must succeed
         self._signature = file_signature(self._watched(self._policy))
         self._model_categories: list[str] | None = None
+        self._semantic_banks: list[str] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
@@ -61,10 +62,14 @@ class PolicyWatcher:
     def current(self) -> CompiledPolicy:
         return self._policy
 
-    def require_categories(self, model_categories: Sequence[str]) -> None:
-        """Check the current policy, and every reload, against what the model scores."""
-        self._policy.check_categories(model_categories)
+    def require_categories(
+        self, model_categories: Sequence[str], semantic_banks: Sequence[str] | None = None
+    ) -> None:
+        """Check the current policy, and every reload, against what the model scores (and
+        the semantic banks the replica serves)."""
+        self._policy.check_categories(model_categories, semantic_banks)
         self._model_categories = list(model_categories)
+        self._semantic_banks = None if semantic_banks is None else list(semantic_banks)
 
     def _watched(self, policy: CompiledPolicy) -> list[Path]:
         return [self.path, *policy.dependencies]
@@ -81,7 +86,7 @@ class PolicyWatcher:
             try:
                 policy = self._loader(self.path)
                 if self._model_categories is not None:
-                    policy.check_categories(self._model_categories)
+                    policy.check_categories(self._model_categories, self._semantic_banks)
             except PolicyError as exc:
                 metrics.POLICY_RELOADS.labels(outcome="invalid").inc()
                 logger.error(

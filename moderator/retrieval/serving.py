@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,18 +104,3 @@ def load_semantic_banks(
             served_bank.index.kind,
         )
     return served
-
-
-READ_PREFIX = "semantic:"
-"""How a compiled policy's `reads` names a semantic bank a rule reads (CompileEnv)."""
-
-
-def banks_read(reads: Iterable[str]) -> set[str]:
-    """The semantic banks a compiled policy's rules read (CompiledPolicy.reads)."""
-    return {name[len(READ_PREFIX) :] for name in reads if name.startswith(READ_PREFIX)}
-
-
-def missing_banks(wanted: Iterable[str], served: Mapping[str, int]) -> list[str]:
-    """Banks a policy reads that the replica does not serve (ModelInfo.semantic_banks): a
-    worker should refuse such a policy at start, or its rules read 0.0 for every post."""
-    return sorted(set(wanted) - set(served))

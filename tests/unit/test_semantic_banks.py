@@ -23,9 +23,7 @@ from moderator.retrieval.index import ExactIndex, IvfIndex
 from moderator.retrieval.joint import entry_vectors, query_vectors, similarities
 from moderator.retrieval.serving import (
     SemanticBanks,
-    banks_read,
     load_semantic_banks,
-    missing_banks,
 )
 from moderator.retrieval.settings import SemanticBankSettings
 
@@ -280,9 +278,3 @@ def test_search_reports_zero_and_no_id_for_rows_with_nothing_to_compare() -> Non
     assert matches.nearest == ["e0", ""]
     assert matches.similarity[0] == pytest.approx(1.0, abs=1e-5)
     assert matches.similarity[1] == 0.0
-
-
-def test_the_worker_can_tell_which_banks_a_policy_reads_the_replica_lacks() -> None:
-    reads = frozenset({"scores", "banks", "semantic:a", "semantic:b"})
-    assert banks_read(reads) == {"a", "b"}
-    assert missing_banks(banks_read(reads), {"a": 3}) == ["b"]

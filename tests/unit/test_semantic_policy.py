@@ -50,6 +50,17 @@ def test_an_undeclared_bank_is_a_load_error_with_its_line(tmp_path: Path) -> Non
 def test_the_policy_records_which_banks_its_rules_read(tmp_path: Path) -> None:
     policy = load_policy(_policy(tmp_path))
     assert "semantic:known_hateful_memes" in policy.reads
+    assert policy.semantic_banks == {"known_hateful_memes"}
+
+
+def test_a_policy_reading_a_bank_the_replica_does_not_serve_is_refused(tmp_path: Path) -> None:
+    """The worker checks at start (and on every reload) against ModelInfo.semantic_banks:
+    a rule on an unserved bank would read 0.0 for every post."""
+    policy = load_policy(_policy(tmp_path))
+    policy.check_categories(["hate"], ["known_hateful_memes", "other"])
+    policy.check_categories(["hate"])  # banks unknown (not checked)
+    with pytest.raises(PolicyError, match=r"does not serve: \['known_hateful_memes'\]"):
+        policy.check_categories(["hate"], [])
 
 
 def _record(offset: int) -> ConsumerRecord:

@@ -10,6 +10,9 @@ from moderator.policy.cel.runtime import helpers
 from moderator.policy.cel.saferegex import SafeRegex
 from moderator.policy.cel.typesystem import CelType, assignable
 
+# How a rule that reads semantic bank NAME records it in the policy's reads.
+SEMANTIC_READ = "semantic:"
+
 
 class _NotConstant:
     def __repr__(self) -> str:
@@ -117,7 +120,7 @@ class CompileEnv:
 
     def has_semantic_bank(self, name: str) -> bool:
         # Recorded per rule, so the worker can check the replica serves every bank read.
-        self.used.add(f"semantic:{name}")
+        self.used.add(f"{SEMANTIC_READ}{name}")
         return self.semantic_banks is None or name in self.semantic_banks
 
     def regex(self, pattern: str) -> SafeRegex:
