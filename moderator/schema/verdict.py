@@ -78,8 +78,7 @@ class Verdict(BaseModel):
     image_text: str | None = Field(
         default=None,
         max_length=MAX_CAPTION_CHARS,
-        description="The decision's image_text (text OCR read in the image), for the training "
-        "row.",
+        description="The decision's image_text (text OCR read in the image), for the training row.",
     )
     image_digest: str | None = Field(
         default=None,
