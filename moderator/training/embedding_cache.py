@@ -85,6 +85,15 @@ def load_pixels(path: Path, size: int) -> np.ndarray:
         raise TrainingDataError(f"cannot use image {path}: {e}") from e
 
 
+def image_rows(dataset: Dataset) -> dict[Path, list[int]]:
+    """Each distinct image file → the rows that show it (every image is encoded once)."""
+    rows_of: dict[Path, list[int]] = {}
+    for i, example in enumerate(dataset.examples):
+        if example.image is not None:
+            rows_of.setdefault(example.image, []).append(i)
+    return rows_of
+
+
 def compute_embeddings(
     backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
 ) -> Embeddings:
@@ -101,10 +110,7 @@ def compute_embeddings(
             progress.advance(task, len(rows))
     image = np.zeros((len(texts), backbone.image_dim), dtype=np.float32)
     has_image = np.array([e.image is not None for e in dataset.examples])
-    rows_of: dict[Path, list[int]] = {}
-    for i, example in enumerate(dataset.examples):
-        if example.image is not None:
-            rows_of.setdefault(example.image, []).append(i)
+    rows_of = image_rows(dataset)
     paths = sorted(rows_of)
     task = progress.add_task("images", total=len(paths)) if progress and paths else None
     size = backbone.preprocessing.image_size

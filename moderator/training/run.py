@@ -4,6 +4,7 @@ without typer. Evaluation (`moderator eval`) lives in evaluate.py."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from moderator.training.report import (
     to_jsonable,
     write_json,
 )
-from moderator.training.trainer import TrainConfig, predict, train_head
+from moderator.training.trainer import History, TrainConfig, predict, train_head
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def run_training(
         modalities=config.modalities,
         reads_image_text=spec.text_source == "image_text",
         thresholds=thresholds,
-        training=_provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
+        training=provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )
     save_fusion_checkpoint(
         out, fusion_config, head, backbone if config.unfreeze else None, itm_head
@@ -170,41 +171,68 @@ def run_training(
         "modalities": config.modalities,
         "device": str(device),
         "stage2_amp": _amp_name(device, config) if config.unfreeze else None,
-        "thresholds": thresholds,
-        "suggested_thresholds": suggested,
-        "validation": evaluate_scores(
-            splits.val.labels(),
-            val_scores,
-            categories,
-            thresholds,
-            config.target_precision,
-            suggested,
-        ),
-        "history": {
-            "train_loss": history.train_loss,
-            "val_loss": history.val_loss,
-            "val_auroc": history.val_auroc,
-            "best_epoch": history.best_epoch,
-            "stage2_val_auroc": history.stage2_val_auroc,
-        },
     }
     if itm_report is not None:
         report["itm"] = itm_report
-    report_dir = report_dir or out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    if splits.test is not None:
-        test_emb = (
-            compute_embeddings(backbone, splits.test, progress)
+
+    def test_scores(test: Dataset) -> np.ndarray:
+        embeddings = (
+            compute_embeddings(backbone, test, progress)
             if config.unfreeze
             else whole.subset(splits.parts["test"])
         )
-        test_scores = predict(head, test_emb, config.modalities)
+        return predict(head, embeddings, config.modalities)
+
+    return finish_report(
+        report, splits, val_scores, test_scores, thresholds, suggested, config, history,
+        report_dir or out / "report",
+    )  # fmt: skip
+
+
+def finish_report(
+    report: dict[str, Any],
+    splits: Splits,
+    val_scores: np.ndarray,
+    test_scores: Callable[[Dataset], np.ndarray],
+    thresholds: dict[str, float],
+    suggested: dict[str, float | None],
+    config: TrainConfig,
+    history: History,
+    report_dir: Path,
+) -> dict[str, Any]:
+    """Add what every training report has (thresholds, validation and held-out figures, the
+    history) to the kind's own fields; write report.json, roc.png and training.png."""
+    categories = splits.train.categories
+    report.update(
+        {
+            "thresholds": thresholds,
+            "suggested_thresholds": suggested,
+            "validation": evaluate_scores(
+                splits.val.labels(),
+                val_scores,
+                categories,
+                thresholds,
+                config.target_precision,
+                suggested,
+            ),
+            "history": {
+                "train_loss": history.train_loss,
+                "val_loss": history.val_loss,
+                "val_auroc": history.val_auroc,
+                "best_epoch": history.best_epoch,
+                "stage2_val_auroc": history.stage2_val_auroc,
+            },
+        }
+    )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if splits.test is not None:
         labels = splits.test.labels()
+        scores = test_scores(splits.test)
         report["test"] = evaluate_scores(
-            labels, test_scores, categories, thresholds, config.target_precision, suggested
+            labels, scores, categories, thresholds, config.target_precision, suggested
         )
         report["test_rows"] = len(labels)
-        plot_roc(report_dir / ROC_FILE, labels, test_scores, categories)
+        plot_roc(report_dir / ROC_FILE, labels, scores, categories)
     plot_history(report_dir / CURVES_FILE, history)
     write_json(report_dir, report)
     return to_jsonable(report)
@@ -250,7 +278,7 @@ def _preprocessing(spec: BackboneSpec, image_size: int | None) -> ImagePreproces
     return offline_preprocessing(image_size)
 
 
-def _provenance(
+def provenance(
     data: Path, splits: Splits, config: TrainConfig, best_epoch: int, epochs_run: int
 ) -> dict[str, Any]:
     """What the checkpoint was trained on; no timestamps: identical runs write identical files."""

@@ -37,19 +37,15 @@ from moderator.model.single_stream import (
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
 from moderator.training.dataset import Dataset, DatasetSpec
 from moderator.training.device import training_device
-from moderator.training.embedding_cache import IMAGE_BATCH, data_fingerprint, load_pixels
-from moderator.training.metrics import mean_auroc
-from moderator.training.report import (
-    CURVES_FILE,
-    ROC_FILE,
-    choose_thresholds,
-    evaluate_scores,
-    plot_history,
-    plot_roc,
-    to_jsonable,
-    write_json,
+from moderator.training.embedding_cache import (
+    IMAGE_BATCH,
+    data_fingerprint,
+    image_rows,
+    load_pixels,
 )
-from moderator.training.run import Splits, load_splits
+from moderator.training.metrics import mean_auroc
+from moderator.training.report import choose_thresholds
+from moderator.training.run import Splits, finish_report, load_splits, provenance
 from moderator.training.trainer import History, TrainConfig, pos_weight
 
 logger = logging.getLogger(__name__)
@@ -87,10 +83,7 @@ def grid_features(
     cells = images.grid * images.grid
     grid = np.zeros((len(dataset.examples), cells, images.dim // cells), dtype=np.float16)
     has_image = np.array([e.image is not None for e in dataset.examples])
-    rows_of: dict[Path, list[int]] = {}
-    for i, example in enumerate(dataset.examples):
-        if example.image is not None:
-            rows_of.setdefault(example.image, []).append(i)
+    rows_of = image_rows(dataset)
     paths = sorted(rows_of)
     task = progress.add_task("grid features", total=len(paths)) if progress else None
     for start in range(0, len(paths), IMAGE_BATCH):
@@ -270,8 +263,10 @@ def run_single_stream(
     thresholds, suggested = choose_thresholds(
         splits.val.labels(), val_scores, categories, config.target_precision
     )
+    # The fusion default name would mislabel this model's versions; a chosen name stays.
+    name = "visualbert" if config.name == TrainConfig().name else config.name
     single = SingleStreamConfig(
-        name=config.name,
+        name=name,
         categories=categories,
         spec=arch,
         preprocessing=preprocessing,
@@ -288,53 +283,29 @@ def run_single_stream(
         "spec": arch.model_dump(),
         "device": str(device),
         "grid_bytes_per_image": arch.visual_tokens * arch.visual_dim * 2,
-        "thresholds": thresholds,
-        "suggested_thresholds": suggested,
-        "validation": evaluate_scores(
-            splits.val.labels(),
-            val_scores,
-            categories,
-            thresholds,
-            config.target_precision,
-            suggested,
-        ),
-        "history": {
-            "train_loss": history.train_loss,
-            "val_loss": history.val_loss,
-            "val_auroc": history.val_auroc,
-            "best_epoch": history.best_epoch,
-        },
     }
-    report_dir = report_dir or out / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    if splits.test is not None:
-        labels = splits.test.labels()
-        test_scores = predict(classifier, whole.subset(splits.parts["test"]), batch, device)
-        report["test"] = evaluate_scores(
-            labels, test_scores, categories, thresholds, config.target_precision, suggested
-        )
-        report["test_rows"] = len(labels)
-        plot_roc(report_dir / ROC_FILE, labels, test_scores, categories)
-    plot_history(report_dir / CURVES_FILE, history)
-    write_json(report_dir, report)
-    return to_jsonable(report)
+    test_rows = splits.parts["test"]
+    return finish_report(
+        report,
+        splits,
+        val_scores,
+        lambda _test: predict(classifier, whole.subset(test_rows), batch, device),
+        thresholds,
+        suggested,
+        config,
+        history,
+        report_dir or out / "report",
+    )
 
 
 def _provenance(
     data: Path, splits: Splits, config: TrainConfig, history: History
 ) -> dict[str, Any]:
-    """What the checkpoint was trained on; no timestamps: identical runs write identical files."""
+    """The fusion runs' provenance, with this model's own optimiser settings."""
+    common = provenance(data, splits, config, history.best_epoch, len(history.val_auroc))
+    common.pop("stage2")  # trained end to end by construction
     return {
-        "data": data.name,
-        "rows": {
-            "train": len(splits.train.examples),
-            "val": len(splits.val.examples),
-            "test": len(splits.test.examples) if splits.test else 0,
-        },
-        "seed": config.seed,
-        "epochs_run": len(history.val_auroc),
-        "best_epoch": history.best_epoch,
-        "class_weighting": config.class_weighting,
+        **common,
         "learning_rate": config.learning_rate,
         "encoder_learning_rate": config.encoder_learning_rate,
         "batch_size": config.stage2_batch_size,
