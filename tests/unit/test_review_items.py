@@ -21,6 +21,7 @@ from moderator.ingest import DecodedPost
 from moderator.policy import PolicyService, load_policy
 from moderator.schema import Decision, Post
 from moderator.serving import ScoreResponse
+from tests.kafka_records import consumer_record
 from workers.batch import Batch
 from workers.decisions import ValidPost, make_decisions
 from workers.moderation_worker import WorkerStats
@@ -57,21 +58,7 @@ class FakeProducer:
 
 
 def _record(offset: int) -> ConsumerRecord:
-    return ConsumerRecord(
-        topic="posts",
-        partition=0,
-        leader_epoch=0,
-        offset=offset,
-        timestamp=1_780_000_000_000,
-        timestamp_type=0,
-        key=b"k",
-        value=b"{}",
-        headers=[],
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=2,
-        serialized_header_size=0,
-    )
+    return consumer_record(offset, timestamp_ms=1_780_000_000_000)
 
 
 def _post(index: int, image_text: str) -> ValidPost:

@@ -17,6 +17,7 @@ from moderator.policy.errors import PolicyError
 from moderator.schema import Decision, Post
 from moderator.serving import ScoreResponse
 from moderator.serving.messages import SemanticMatches
+from tests.kafka_records import consumer_record
 from workers.decisions import ValidPost, make_decisions
 
 POLICY = """\
@@ -64,21 +65,7 @@ def test_a_policy_reading_a_bank_the_replica_does_not_serve_is_refused(tmp_path:
 
 
 def _record(offset: int) -> ConsumerRecord:
-    return ConsumerRecord(
-        topic="posts",
-        partition=0,
-        leader_epoch=0,
-        offset=offset,
-        timestamp=1_700_000_000_000,
-        timestamp_type=0,
-        key=b"k",
-        value=b"{}",
-        headers=[],
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=2,
-        serialized_header_size=0,
-    )
+    return consumer_record(offset)
 
 
 def test_matches_reach_the_policy_and_the_record(tmp_path: Path) -> None:

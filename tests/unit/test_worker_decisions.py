@@ -13,26 +13,13 @@ from moderator.ingest import DecodedPost
 from moderator.policy import PolicyService, load_policy
 from moderator.schema import Action, Decision, Post
 from moderator.serving import ScoreResponse
+from tests.kafka_records import consumer_record
 from tests.paths import DEFAULT_POLICY
 from workers.decisions import ValidPost, make_decisions
 
 
 def _record(offset: int) -> ConsumerRecord:
-    return ConsumerRecord(
-        topic="posts",
-        partition=2,
-        leader_epoch=0,
-        offset=offset,
-        timestamp=1_700_000_000_000,
-        timestamp_type=0,
-        key=b"k",
-        value=b"{}",
-        headers=[],
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=2,
-        serialized_header_size=0,
-    )
+    return consumer_record(offset, partition=2)
 
 
 def test_constructed_decisions_validate_and_serialise_like_validated_ones() -> None:
