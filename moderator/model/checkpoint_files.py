@@ -30,6 +30,8 @@ HEAD_FILE = "head.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
+# FusionConfig fields added after its first checkpoints (the image-text matching head).
+ADDED_FIELDS = ("itm", "itm_weights")
 
 
 class WeightsConfig(Protocol):
@@ -103,9 +105,13 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def content_hash(directory: Path, config: WeightsConfig) -> str:
     """sha256 over the canonical config and every weights file: changes when any of them does."""
-    digest = hashlib.sha256(
-        json.dumps(config.model_dump(mode="json"), sort_keys=True).encode("utf-8")
-    )
+    canonical = config.model_dump(mode="json")
+    # Fields added after checkpoints were written count only when set, so every checkpoint
+    # written before them keeps its version (tests/unit/test_model_version.py).
+    for field in ADDED_FIELDS:
+        if canonical.get(field) is None:
+            canonical.pop(field, None)
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode("utf-8"))
     # The ITM head's file only where there is one, so other checkpoints keep their versions.
     for name in (
         config.head_weights,

@@ -38,9 +38,10 @@ class FaultRun:
         self.workers.append(worker)
         return worker
 
-    def produce(self) -> None:
+    def produce(self, part: slice = slice(None)) -> None:
+        """Send the stream's records (`part` of them: a test may produce in steps)."""
         producer = create_producer(self.settings.kafka)
-        for sample in self.samples:
+        for sample in self.samples[part]:
             producer.send(self.settings.kafka.posts_topic, key=sample.key, value=sample.value)
         producer.flush()
         producer.close()

@@ -28,11 +28,12 @@ FLOOD_RULE = """\
     action: review
     notice: "Your post is waiting for a review."
 """
-# Windows in seconds, small enough for a test: the rule must reach min_volume within 4 s.
+# Windows in seconds, small enough for a test: the rule must reach min_volume within 20 s
+# (one post a second: a worker on a loaded machine still does that).
 QUARANTINE = QuarantineSettings(
     enabled=True,
     bucket_s=1,
-    current_window_s=4,
+    current_window_s=20,
     baseline_window_s=60,
     factor=5,
     min_volume=20,
@@ -85,8 +86,9 @@ def test_a_flooding_rule_pushed_mid_stream_is_quarantined(
     policy = policies / "default.yaml"
     settings = settings.model_copy(update={"policy_path": policy, "policy_reload_interval_s": 0.5})
     run = fault_run(settings, tmp_path)
+    half = len(run.samples) // 2
     run.start_worker()
-    run.produce()
+    run.produce(slice(0, half))
     run.start_reader()
     run.wait_for(lambda: run.decided_share() >= 0.3)
     # A rule is judged against the posts of the baseline window (before the current one):
@@ -96,7 +98,11 @@ def test_a_flooding_rule_pushed_mid_stream_is_quarantined(
     run.wait_for(lambda: _baseline_posts(client, settings) >= 100)
     text = policy.read_text().replace('version: "4"', 'version: "4-flood"', 1)
     policy.write_text(text + FLOOD_RULE)
-    run.wait_for(lambda: "rule flood.everything quarantined" in run.logs_tail(), timeout_s=120)
+    # The second half goes out once the new policy decides, so posts meet the flood rule
+    # however fast the worker got through the first half.
+    run.wait_for(lambda: "-> default@4-flood" in run.logs_tail(), timeout_s=60)
+    run.produce(slice(half, None))
+    run.wait_for(lambda: "rule flood.everything quarantined" in run.logs_tail(), timeout_s=300)
     run.finish()
 
     flooded = [

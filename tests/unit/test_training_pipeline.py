@@ -145,7 +145,9 @@ def test_round_trip_scores_are_identical(synthetic: Path, cross_run: Path, cache
 
     head = load_head(cross_run, model.config)  # type: ignore[attr-defined]
     expected = predict(head, embeddings, "both")
-    np.testing.assert_allclose(response.scores, expected, atol=1e-5)
+    # The served path encodes these 24 images in one batch, the cache in batches of 32 among
+    # others: the image embeddings agree to 1e-4 (below), the scores as closely.
+    np.testing.assert_allclose(response.scores, expected, atol=1e-4)
     np.testing.assert_allclose(response.new_image_embeddings, embeddings.image, atol=1e-4)
     np.testing.assert_allclose(response.new_text_embeddings, embeddings.text, atol=1e-4)
 
