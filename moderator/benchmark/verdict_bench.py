@@ -1,4 +1,4 @@
-"""``python -m moderator.verdicts.bench [N]``: verdicts/s through the verdict consumer.
+"""``python -m moderator.benchmark.verdict_bench [N]``: verdicts/s through the verdict consumer.
 
 A local broker and redis-server (moderator.local), N verdicts on a 4-partition topic (60%
 confirmed blocks, 20% overturned appeals, 20% cleared reviews, each with caption and image
