@@ -62,15 +62,17 @@ def run_clean(home: Path, argv: list[str], timeout_s: float) -> subprocess.Compl
 
 
 # Ray 2.60's client proxy now and then loses the per-client server it forks (its log:
-# "SpecificServer startup failed", an empty .err, the next client fine): Ray's flake, not
-# a refusal, so a join that fails that way is tried once more.
-RAY_CLIENT_FLAKE = "Starting Ray client server failed"
+# "SpecificServer startup failed", an empty .err, the next client fine; or the forked server
+# is already a zombie when the proxy reads its command line: psutil.ZombieProcess inside
+# start_specific_server): Ray's flake, not a refusal, so a join that fails that way is tried
+# once more.
+RAY_CLIENT_FLAKES = ("Starting Ray client server failed", "in start_specific_server")
 
 
 def connect(home: Path, code: str = CONNECT, **serving: object) -> subprocess.CompletedProcess[str]:
     """Join a cluster through connect_ray in a fresh process with these serving settings."""
     result = run_python(home, "-c", code, json.dumps(serving, default=str))
-    if result.returncode != 0 and RAY_CLIENT_FLAKE in result.stderr:
+    if result.returncode != 0 and any(flake in result.stderr for flake in RAY_CLIENT_FLAKES):
         result = run_python(home, "-c", code, json.dumps(serving, default=str))
     return result
 
