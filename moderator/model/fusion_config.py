@@ -59,15 +59,20 @@ class FusionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _categories_consistent(self) -> FusionConfig:
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError("categories has duplicates")
+        check_categories(self.categories, self.thresholds)
         if ITM_CATEGORY in self.categories:
             raise ValueError(f"{ITM_CATEGORY!r} is the matching head's score, not a category")
         if (self.itm is None) != (self.itm_weights is None):
             raise ValueError("itm and itm_weights go together")
-        unknown = sorted(set(self.thresholds) - set(self.categories))
-        if unknown:
-            raise ValueError(f"thresholds names categories not in categories: {unknown}")
-        if any(not 0.0 <= t <= 1.0 for t in self.thresholds.values()):
-            raise ValueError("thresholds must lie in [0, 1]")
         return self
+
+
+def check_categories(categories: list[str], thresholds: dict[str, float]) -> None:
+    """Every checkpoint kind: distinct categories, thresholds in [0, 1] for known ones."""
+    if len(set(categories)) != len(categories):
+        raise ValueError("categories has duplicates")
+    unknown = sorted(set(thresholds) - set(categories))
+    if unknown:
+        raise ValueError(f"thresholds names categories not in categories: {unknown}")
+    if any(not 0.0 <= t <= 1.0 for t in thresholds.values()):
+        raise ValueError("thresholds must lie in [0, 1]")

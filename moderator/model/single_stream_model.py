@@ -23,6 +23,7 @@ from moderator.model.checkpoint_files import (
     write_config,
 )
 from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_config import check_categories
 from moderator.model.inference import (
     InferenceOptions,
     apply_cuda_flags,
@@ -66,11 +67,7 @@ class SingleStreamConfig(BaseModel):
 
     @model_validator(mode="after")
     def _categories_consistent(self) -> SingleStreamConfig:
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError("categories has duplicates")
-        unknown = sorted(set(self.thresholds) - set(self.categories))
-        if unknown:
-            raise ValueError(f"thresholds names categories not in categories: {unknown}")
+        check_categories(self.categories, self.thresholds)
         return self
 
 
