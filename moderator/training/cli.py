@@ -211,6 +211,13 @@ def train(
             "head's text and image projections; 0 = off."
         ),
     ] = 0.0,
+    stage2_itc_weight: Annotated[
+        float,
+        typer.Option(
+            help="Stage 2 (--unfreeze): weight of the image-text contrastive loss on the cross "
+            "head's projections of the fine-tuning encoders' embeddings; 0 = off."
+        ),
+    ] = 0.0,
     itm: Annotated[
         bool,
         typer.Option(
@@ -289,6 +296,7 @@ def train(
                 "rgcl_negatives": rgcl_negatives,
                 "rgcl_temperature": rgcl_temperature,
                 "itc_weight": itc_weight,
+                "stage2_itc_weight": stage2_itc_weight,
                 "itm": itm,
             }
         )
@@ -346,6 +354,7 @@ def _single_stream(
         "--unfreeze": config.unfreeze,
         "--rgcl-weight": config.rgcl_weight > 0,
         "--itc-weight": config.itc_weight > 0,
+        "--stage2-itc-weight": config.stage2_itc_weight > 0,
         "--modalities": config.modalities != "both",
         "--itm": config.itm,
     }

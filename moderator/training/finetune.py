@@ -4,6 +4,11 @@ Starts from the stage-1 head. Encoders get a much smaller learning rate than the
 BatchNorm layers keep their pretrained statistics (small batches would ruin them). Runs on
 config.device (`--device`; auto picks CUDA when torch sees one) with AMP there (see
 moderator/training/device.py); on CPU it works but is only practical for small models.
+
+With `stage2_itc_weight` > 0 the loss adds ALBEF's image-text contrastive term
+(moderator/training/itc.py) on the cross head's projections of the embeddings the encoders
+compute in that step, so, unlike stage 1's ITC, the gradient reaches the encoders: they are
+aligned before the head fuses them, as in ALBEF. No momentum distillation.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from rich.progress import Progress
 from torch import nn
 
 from moderator.model.backbone_base import BackboneEncoder
-from moderator.model.fusion_heads import FusionHead
+from moderator.model.fusion_heads import CrossFusionHead, FusionHead
 from moderator.training.dataset import Dataset
 from moderator.training.device import LossStep, amp_dtype, autocast, training_device
 from moderator.training.embedding_cache import compute_embeddings, load_pixels
+from moderator.training.itc import ImageTextContrastive
 from moderator.training.metrics import mean_auroc
 from moderator.training.trainer import History, TrainConfig, pos_weight, predict
 
@@ -43,7 +49,9 @@ def _batch_logits(
     rows: list[int],
     config: TrainConfig,
     device: torch.device,
-) -> torch.Tensor:
+    itc: ImageTextContrastive | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, the ITC loss of the batch: 0 without `itc`) from embeddings computed now."""
     examples = [dataset.examples[i] for i in rows]
     text = backbone.text_features([e.text for e in examples]).float()
     if config.modalities == "image":
@@ -60,7 +68,11 @@ def _batch_logits(
         features = backbone.image_features(backbone.preprocessing.to_tensor(pixels, device))
         image = image.index_put((torch.tensor(with_image, device=device),), features.float())
     scores: torch.Tensor = head(text, image, has_image)
-    return scores
+    contrastive = torch.zeros((), device=device)
+    if itc is not None and isinstance(head, CrossFusionHead):
+        projected = head.unimodal_projections(text, image, has_image)
+        contrastive = itc(projected[0].float(), projected[1].float(), has_image)
+    return scores, contrastive
 
 
 def finetune_encoders(
@@ -83,13 +95,14 @@ def finetune_encoders(
     encoder_params = [p for m in backbone.trainable_modules().values() for p in m.parameters()]
     for p in encoder_params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": config.encoder_learning_rate},
-            {"params": list(head.parameters()), "lr": config.learning_rate / 10},
-        ],
-        weight_decay=config.weight_decay,
-    )
+    itc = ImageTextContrastive().to(device) if config.stage2_itc_weight > 0 else None
+    groups: list[dict[str, object]] = [
+        {"params": encoder_params, "lr": config.encoder_learning_rate},
+        {"params": list(head.parameters()), "lr": config.learning_rate / 10},
+    ]
+    if itc is not None:  # the temperature: trained here, thrown away with the module
+        groups.append({"params": list(itc.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     step = LossStep(optimizer, dtype)
     labels = torch.from_numpy(train.labels()).to(device)
     loss_fn = nn.BCEWithLogitsLoss(
@@ -105,8 +118,11 @@ def finetune_encoders(
         for start in range(0, len(order), config.stage2_batch_size):
             rows = order[start : start + config.stage2_batch_size]
             with autocast(device, dtype):
-                logits = _batch_logits(backbone, head, train, rows, config, device)
-            step(loss_fn(logits.float(), labels[rows]))
+                logits, contrastive = _batch_logits(
+                    backbone, head, train, rows, config, device, itc
+                )
+            loss = loss_fn(logits.float(), labels[rows])
+            step(loss if itc is None else loss + config.stage2_itc_weight * contrastive)
         _set_train(backbone, head, False)
         score = mean_auroc(val.labels(), _val_scores(backbone, head, val, config, device))
         history.stage2_val_auroc.append(score)

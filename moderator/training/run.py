@@ -314,5 +314,8 @@ def provenance(
             else {}
         ),
         **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
+        **(
+            {"stage2_itc": {"weight": config.stage2_itc_weight}} if config.stage2_itc_weight else {}
+        ),
         **({"itm": True} if config.itm else {}),
     }

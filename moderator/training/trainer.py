@@ -90,6 +90,12 @@ class TrainConfig(BaseModel):
         description="stage 1: weight of the image-text contrastive loss on the cross head's "
         "text and image projections (ALBEF's ITC; 0: off)",
     )
+    stage2_itc_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="stage 2: weight of the image-text contrastive loss on the cross head's "
+        "projections of the fine-tuning encoders' embeddings (ALBEF's ITC; 0: off)",
+    )
 
     itm: bool = Field(
         default=False,
@@ -104,13 +110,17 @@ class TrainConfig(BaseModel):
                 "itm needs modalities=both and frozen encoders (stage 2 would change the "
                 "embeddings the matching head was trained on)"
             )
-        if self.itc_weight > 0 and self.head.type != "cross":
-            raise ValueError(
-                f"itc_weight needs the cross head (its text and image projections are what the "
-                f"loss aligns); the {self.head.type} head has none"
-            )
-        if self.itc_weight > 0 and self.modalities != "both":
-            raise ValueError("itc_weight needs modalities=both (it aligns text with image)")
+        if self.stage2_itc_weight > 0 and not self.unfreeze:
+            raise ValueError("stage2_itc_weight needs unfreeze (stage 2 is where it applies)")
+        weights = {"itc_weight": self.itc_weight, "stage2_itc_weight": self.stage2_itc_weight}
+        for name, weight in weights.items():
+            if weight > 0 and self.head.type != "cross":
+                raise ValueError(
+                    f"{name} needs the cross head (its text and image projections are what "
+                    f"the loss aligns); the {self.head.type} head has none"
+                )
+            if weight > 0 and self.modalities != "both":
+                raise ValueError(f"{name} needs modalities=both (it aligns text with image)")
         return self
 
 
