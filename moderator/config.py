@@ -224,6 +224,12 @@ class ClassifierArgs(_Section):
         description="Embeddings per kind the replica remembers, to reuse for reposts whose"
         " original is still in flight (not yet in Redis); 0 turns it off.",
     )
+    recent_embeddings_mib: float = Field(
+        default=256.0,
+        ge=0,
+        description="Memory those embeddings may take, in MiB (both kinds together): it binds"
+        " for grid features (single-stream models), whose entries are ~50x a pooled vector's.",
+    )
     # Serve options (a deployment override in the chart: applied to running replicas).
     num_replicas: int = Field(default=1, ge=1, description="Replicas, unless autoscaling.")
     max_ongoing_requests: int = Field(

@@ -117,7 +117,9 @@ class ClassifierDeployment:
         self.model = self._compute.submit(load_replica_model, args).result()
         self._merger = ForwardMerger(self._compute, self._forward)
         options = inference_options(args)
-        self.recent = RecentEmbeddings(args.recent_embeddings)
+        self.recent = RecentEmbeddings(
+            args.recent_embeddings, int(args.recent_embeddings_mib * 2**20)
+        )
         # Refuses, before serving anything, a bank built with another model (names it).
         self.banks = load_semantic_banks(
             args.semantic,

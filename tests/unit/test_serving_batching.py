@@ -185,6 +185,24 @@ def test_replica_memory_is_bounded_and_optional() -> None:
     assert model.images_encoded == 7
 
 
+def test_replica_memory_is_bounded_in_bytes() -> None:
+    """Grid features are ~50x a pooled vector: the byte bound holds before the entry count."""
+    model = ArithmeticModel()
+    entry = DIM * 4  # one float32 image embedding
+    recent = RecentEmbeddings(capacity=100, max_bytes=2 * entry)
+    for value in (1, 2, 3):
+        score_request(model, _keyed([value], []), recent)
+    assert recent.bytes == 2 * entry
+    score_request(model, _keyed([1], []), recent)  # evicted by bytes: encoded again
+    assert model.images_encoded == 4
+    score_request(model, _keyed([3], []), recent)
+    assert model.images_encoded == 4
+    tiny = RecentEmbeddings(capacity=100, max_bytes=entry - 1)  # no entry fits: none kept
+    score_request(model, _keyed([5], []), tiny)
+    score_request(model, _keyed([5], []), tiny)
+    assert model.images_encoded == 6 and tiny.bytes == 0
+
+
 class SlowModel(ArithmeticModel):
     """ArithmeticModel whose image encoder takes 0.2 s: a forward pass long enough to watch.
 
