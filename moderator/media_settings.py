@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FramePooling = Literal["max", "mean"]
+FramePooling = Literal["max", "mean", "attention"]
 Container = Literal["mp4", "webm", "matroska", "mov"]
 _CONTAINERS: list[Container] = ["mp4", "webm", "matroska", "mov"]
 
@@ -87,7 +87,10 @@ class MediaLimits(BaseModel):
         default=3_000.0, gt=0, description="Decode time per post; frames read by then are used."
     )
     pooling: FramePooling = Field(
-        default="max", description="How frame scores become the post's: max or mean per category."
+        default="max",
+        description="How frame scores become the post's: max or mean per category, or "
+        "attention (the model's trained frame attention weights each frame; the worker refuses "
+        "to start when the served model has none).",
     )
     video: VideoLimits = Field(default_factory=VideoLimits)
 

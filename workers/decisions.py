@@ -92,7 +92,9 @@ def make_decisions(
     policy.begin_batch()  # flood quarantine, when enabled: a Redis round trip when a check is due
     categories = response.categories
     # Frame rows (animations, albums, videos) pooled back to one row per post.
-    pooled, worst_frames = pool_frames([item.decoded for item in valid], response.scores)
+    pooled, worst_frames = pool_frames(
+        [item.decoded for item in valid], response.scores, response.frame_logits
+    )
     # Rounded once per batch: a re-delivered post gets byte-identical scores.
     rows = np.round(pooled.astype(np.float64), 6).tolist()
     decisions: list[DecisionRecord] = []

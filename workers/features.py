@@ -15,6 +15,7 @@ write.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,7 +23,10 @@ from typing import TypeVar
 import numpy as np
 
 from moderator.cache import FeatureCache, FeatureKind
+from moderator.errors import ConfigError
+from moderator.frame_pooling import pool_scores
 from moderator.ingest import DecodedPost
+from moderator.media_settings import MediaLimits
 from moderator.serving.messages import (
     NO_IMAGE,
     NO_TEXT,
@@ -34,6 +38,7 @@ from moderator.signals import SignalSubject
 from moderator.signals.embeddings import EmbeddingSignals, embedding_signals
 
 K = TypeVar("K", bound=Hashable)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -190,11 +195,16 @@ class WorstFrame:
 
 
 def pool_frames(
-    posts: Sequence[DecodedPost], scores: np.ndarray
+    posts: Sequence[DecodedPost], scores: np.ndarray, frame_logits: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[WorstFrame | None]]:
     """Rows of `scores` (a request built by build_request) → one row per post: a post with
-    several frames gets their `frame_pooling` (max or mean per category) and its worst frame
-    (the highest single score over every category); others keep their row and None."""
+    several frames gets their `frame_pooling` (max or mean per category, or attention: the
+    softmax of the rows' `frame_logits` over the post's frames weighs their scores) and its
+    worst frame (the highest single score over every category); others keep their row and None.
+
+    Attention without logits (the replica's model has no frame attention: the worker refuses
+    that at start, check_frame_pooling, but replicas may be redeployed under it) pools by max,
+    the most cautious choice, and logs it."""
     count = len(posts)
     if scores.shape[0] == count:
         return scores, [None] * count  # no post had frames: the common case
@@ -204,8 +214,26 @@ def pool_frames(
     for index, post in enumerate(posts):
         if len(post.frames) < 2:
             continue
-        rows = scores[[index, *(next(extra) for _ in range(len(post.frames) - 1))]]
-        pooled[index] = rows.mean(axis=0) if post.frame_pooling == "mean" else rows.max(axis=0)
+        row_numbers = [index, *(next(extra) for _ in range(len(post.frames) - 1))]
+        rows = scores[row_numbers]
+        method = post.frame_pooling
+        if method == "attention" and frame_logits is None:
+            logger.warning("frame pooling is attention but the model sent no frame logits: max")
+            method = "max"
+        logits = frame_logits[row_numbers] if frame_logits is not None else None
+        pooled[index] = pool_scores(rows, method, logits)
         frame = int(np.unravel_index(int(np.argmax(rows)), rows.shape)[0])
         worst[index] = WorstFrame(frame, rows[frame])
     return pooled, worst
+
+
+def check_frame_pooling(media: MediaLimits, info: ModelInfo) -> None:
+    """Refuse to start when the settings pool frames by attention and the served model has no
+    frame attention: every multi-frame post would be pooled by something else."""
+    if media.pooling == "attention" and not info.frame_attention:
+        raise ConfigError(
+            "limits.media.pooling is 'attention' but the served model "
+            f"{info.model_version} has no frame attention (train one with "
+            "`moderator train --frame-pooling attention`, or set limits.media.pooling to max "
+            "or mean)"
+        )

@@ -35,7 +35,7 @@ from moderator.signals import build_signals
 from workers.batch import Batch
 from workers.decisions import ValidPost, make_decisions
 from workers.decode_stage import DecodeStage
-from workers.features import FeatureLookup
+from workers.features import FeatureLookup, check_frame_pooling
 from workers.health import WorkerHealth
 from workers.offsets import OffsetTracker
 from workers.outputs import Outputs
@@ -103,6 +103,7 @@ class ModerationWorker:
             self.policy.quarantine = build_quarantine(settings)
         self.cache = cache
         self.info = scorer.info()
+        check_frame_pooling(settings.limits.media, self.info)
         self.signals = SignalStage(
             build_signals(settings.signals, "pool"),
             SignalCache(cache.client, settings.redis.feature_ttl_s) if cache is not None else None,

@@ -30,8 +30,9 @@ HEAD_FILE = "head.safetensors"
 BACKBONE_FILE = "backbone.safetensors"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
-# FusionConfig fields added after its first checkpoints (the image-text matching head).
-ADDED_FIELDS = ("itm", "itm_weights")
+# FusionConfig fields added after its first checkpoints (the image-text matching head, the
+# frame attention pooling).
+ADDED_FIELDS = ("itm", "itm_weights", "frame_attention", "frame_attention_weights")
 
 
 class WeightsConfig(Protocol):
@@ -117,6 +118,7 @@ def content_hash(directory: Path, config: WeightsConfig) -> str:
         config.head_weights,
         config.backbone_weights,
         getattr(config, "itm_weights", None),
+        getattr(config, "frame_attention_weights", None),
     ):
         if name is not None:
             path = directory / name

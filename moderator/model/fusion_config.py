@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.checkpoint_files import HEAD_FILE
+from moderator.model.frame_attention import FrameAttentionConfig
 from moderator.model.fusion_heads import HeadConfig
 
 Modalities = Literal["both", "text", "image"]
@@ -55,6 +56,14 @@ class FusionConfig(BaseModel):
         description=f"image-text matching head (served as the score {ITM_CATEGORY!r}); None: none",
     )
     itm_weights: str | None = Field(default=None, description="the ITM head's weights file")
+    frame_attention: FrameAttentionConfig | None = Field(
+        default=None,
+        description="trained attention pooling over a post's frames "
+        "(moderator/model/frame_attention.py); None: none",
+    )
+    frame_attention_weights: str | None = Field(
+        default=None, description="the frame attention's weights file"
+    )
     training: dict[str, Any] = Field(default_factory=dict, description="provenance, free-form")
 
     @model_validator(mode="after")
@@ -64,6 +73,8 @@ class FusionConfig(BaseModel):
             raise ValueError(f"{ITM_CATEGORY!r} is the matching head's score, not a category")
         if (self.itm is None) != (self.itm_weights is None):
             raise ValueError("itm and itm_weights go together")
+        if (self.frame_attention is None) != (self.frame_attention_weights is None):
+            raise ValueError("frame_attention and frame_attention_weights go together")
         return self
 
 

@@ -27,6 +27,7 @@ from moderator.model.checkpoint_files import (
     write_config,
 )
 from moderator.model.errors import ModelLoadError
+from moderator.model.frame_attention import FRAME_ATTENTION_FILE, FrameAttention
 from moderator.model.fusion_config import ITM_CATEGORY, ITM_FILE, FusionConfig, Modalities
 from moderator.model.fusion_heads import FusionHead, build_head
 from moderator.model.inference import (
@@ -54,6 +55,7 @@ class FusionModerationModel:
         version: str,
         options: InferenceOptions | None = None,
         itm: FusionHead | None = None,
+        frame_attention: FrameAttention | None = None,
     ) -> None:
         self.config = config
         self.options = options or InferenceOptions()
@@ -73,6 +75,11 @@ class FusionModerationModel:
             prepare_module(module, self.options)
         self.head = prepare_module(head, self.options)
         self.itm = prepare_module(itm, self.options) if itm is not None else None
+        # Trained attention pooling over a post's frames (moderator/model/frame_attention.py).
+        self.frame_attention = (
+            prepare_module(frame_attention, self.options) if frame_attention is not None else None
+        )
+        self.has_frame_attention = self.frame_attention is not None
         if self.options.compile:
             backbone.compile_encoders(self.options)
         if needs_warm_up(self.options):
@@ -140,6 +147,15 @@ class FusionModerationModel:
             if self.itm is not None:
                 logits = torch.cat([logits, self.itm(*inputs)], dim=1)
             return to_numpy(torch.sigmoid(logits.float()))
+
+    def frame_logits(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Image embeddings [N, image_embedding_dim] → frame attention logits float32 [N]."""
+        if self.frame_attention is None:
+            raise ValueError(f"model {self.model_version} has no frame attention")
+        image = np.ascontiguousarray(image_embeddings, dtype=np.float32)
+        with precision_context(self.options):
+            logits = self.frame_attention(torch.from_numpy(image).to(self.options.device))
+            return to_numpy(logits.float())
 
 
 def apply_modalities(
@@ -235,12 +251,29 @@ def load_fusion(
     validate_options(options or InferenceOptions())
     head = load_head(directory, config)  # cheap checks first, before loading encoders
     itm = load_head(directory, config, itm=True) if config.itm is not None else None
+    attention = load_frame_attention(directory, config)
     backbone = load_backbone(config.backbone, config.preprocessing, directory)
     check_backbone(config, backbone, directory)
     if config.backbone_weights is not None:
         load_backbone_weights(directory, config.backbone_weights, backbone)
     version = checkpoint_version(config.name, directory, config)
-    return FusionModerationModel(config, backbone, head, version, options, itm)
+    return FusionModerationModel(config, backbone, head, version, options, itm, attention)
+
+
+def load_frame_attention(directory: Path, config: FusionConfig) -> FrameAttention | None:
+    """The frame attention config.frame_attention describes, its weights loaded strictly."""
+    if config.frame_attention is None or config.frame_attention_weights is None:
+        return None
+    module = FrameAttention(config.frame_attention, config.image_embedding_dim)
+    path = directory / config.frame_attention_weights
+    try:
+        module.load_state_dict(load_tensors(path), strict=True)
+    except RuntimeError as e:
+        raise ModelLoadError(
+            f"invalid {path}: does not fit frame_attention {config.frame_attention.model_dump()} "
+            f"over image_embedding_dim {config.image_embedding_dim}: {e}"
+        ) from e
+    return module.eval()
 
 
 def save_fusion_checkpoint(
@@ -249,14 +282,23 @@ def save_fusion_checkpoint(
     head: FusionHead,
     backbone: BackboneEncoder | None = None,
     itm: FusionHead | None = None,
+    frame_attention: FrameAttention | None = None,
 ) -> Path:
     """Write config.json and the safetensors files; pass backbone after stage-2 fine-tuning,
-    itm with an image-text matching head."""
+    itm with an image-text matching head, frame_attention with a trained frame pooling."""
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / config.head_weights, head.state_dict())
     if itm is not None:
         config = config.model_copy(update={"itm": itm.config, "itm_weights": ITM_FILE})
         save_tensors(directory / ITM_FILE, itm.state_dict())
+    if frame_attention is not None:
+        config = config.model_copy(
+            update={
+                "frame_attention": frame_attention.config,
+                "frame_attention_weights": FRAME_ATTENTION_FILE,
+            }
+        )
+        save_tensors(directory / FRAME_ATTENTION_FILE, frame_attention.state_dict())
     if backbone is not None:
         config = config.model_copy(update={"backbone_weights": BACKBONE_FILE})
         state = {

@@ -28,6 +28,8 @@ class ModelInfo:
     """The text side was trained on `model_text(caption, image_text)`: send it the image text."""
     semantic_banks: dict[str, int] = field(default_factory=dict)
     """Semantic banks the replica searches for every row: name → entries (docs/retrieval.md)."""
+    frame_attention: bool = False
+    """The model has a trained frame attention: responses carry `frame_logits` (docs/video.md)."""
 
 
 @dataclass(slots=True)
@@ -77,6 +79,9 @@ class ScoreResponse:
     semantic: dict[str, SemanticMatches] = field(default_factory=dict)
     """Bank name → each row's best match; empty when the replica serves no semantic bank."""
     semantic_ms: float = 0.0
+    frame_logits: np.ndarray | None = None
+    """[B] float32 frame attention logit of each row (0.0 for a row without an image); None
+    when the model has no frame attention (moderator/model/frame_attention.py)."""
 
     @property
     def encode_ms(self) -> float:

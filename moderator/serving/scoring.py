@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from moderator.model import ModerationModel
+from moderator.model.frame_attention import frame_attention_of
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.signals.embeddings import model_embeddings
@@ -26,6 +27,7 @@ def model_info(model: ModerationModel, banks: SemanticBanks | None = None) -> Mo
         text_embedding_dim=model.text_embedding_dim,
         reads_image_text=getattr(model, "reads_image_text", False),
         semantic_banks=banks.entries() if banks is not None else {},
+        frame_attention=frame_attention_of(model) is not None,
     )
 
 
@@ -76,6 +78,7 @@ def score_request(
         new_texts, request.cached_text_embeddings, request.caption_index, text_dim
     )
     scores = model.score(text, has_text, image, has_image)
+    frame_logits = _frame_logits(model, image, has_image)
     finished = time.perf_counter()
     semantic = banks.search(image, has_image, text, has_text) if banks else {}
     searched = time.perf_counter()
@@ -90,7 +93,21 @@ def score_request(
         score_ms=(finished - texts_done) * 1000,
         semantic=semantic,
         semantic_ms=(searched - finished) * 1000,
+        frame_logits=frame_logits,
     )
+
+
+def _frame_logits(
+    model: ModerationModel, image: np.ndarray, has_image: np.ndarray
+) -> np.ndarray | None:
+    """Each row's frame attention logit (0.0 without an image), when the model has one."""
+    attention = frame_attention_of(model)
+    if attention is None:
+        return None
+    logits = np.zeros(len(has_image), dtype=np.float32)
+    if has_image.any():
+        logits[has_image] = attention.frame_logits(image[has_image])
+    return logits
 
 
 def _gather(
@@ -189,6 +206,9 @@ def split_response(
                     for name, matches in response.semantic.items()
                 },
                 semantic_ms=response.semantic_ms,
+                frame_logits=None
+                if response.frame_logits is None
+                else response.frame_logits[row : row + count],
             )
         )
         row += count

@@ -241,6 +241,13 @@ def train(
     ] = 0.0,
     max_text_tokens: Annotated[int, typer.Option(help="visualbert: caption tokens.")] = 48,
     stage2_batch_size: int = 32,
+    frame_pooling: Annotated[
+        str,
+        typer.Option(
+            help="Rows with a video or frame folder: max | mean pool the frames' scores, "
+            "attention also trains a frame attention served with the head (docs/video.md)."
+        ),
+    ] = "max",
     limit: Limit = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
@@ -301,6 +308,10 @@ def train(
             }
         )
         backbone_spec = parse_backbone(backbone)
+        if frame_pooling not in ("max", "mean", "attention"):
+            raise ValueError(f"--frame-pooling must be max, mean or attention: {frame_pooling!r}")
+        if frame_pooling != "max" and architecture != "fusion":
+            raise ValueError(f"--frame-pooling {frame_pooling} trains the fusion architecture")
         arch = _single_stream(
             architecture, visualbert_init, grid, visual_drop, max_text_tokens, config, backbone
         )
@@ -321,6 +332,7 @@ def train(
                 report = run_training(
                     data, spec, backbone_spec, config, out, report_dir, val_data,
                     _cache(cache_dir, no_cache), limit, progress, image_size,
+                    frame_pooling,  # type: ignore[arg-type]  # checked above
                 )  # fmt: skip
     except ModeratorError as e:
         console.print(f"[red]{e}[/]")

@@ -41,6 +41,13 @@ class DatasetSpec(BaseModel):
         "from each image, joined to the caption (moderator.text.model_text)",
     )
     image_field: str | None = Field(default="img", description="None: a caption-only data set")
+    video_field: str | None = Field(
+        default="video", description="field holding a video file's path (#14); None: none"
+    )
+    frames_field: str | None = Field(
+        default="frames",
+        description="field holding a folder of frame images, read in name order (#14)",
+    )
     label_fields: list[str] = Field(default_factory=lambda: ["label"], min_length=1)
     categories: list[str] | None = Field(
         default_factory=lambda: ["hate"], description="None: derived from the mapping or data"
@@ -87,6 +94,13 @@ class Example:
     image: Path | None
     labels: np.ndarray  # float32 [C] of 0/1
     line: int
+    video: Path | None = None
+    frames: Path | None = None  # a folder of frame images
+
+    @property
+    def has_frames(self) -> bool:
+        """A video or a frame folder: trained by moderator/training/frames.py."""
+        return self.video is not None or self.frames is not None
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,7 @@ def read_dataset(path: Path, spec: DatasetSpec) -> Dataset:
     root = spec.image_root or path.parent
     examples = [_example(path, line, row, spec, categories, root) for line, row in rows]
     missing = [e for e in examples if e.image is not None and not e.image.is_file()]
+    _check_frame_paths(path, examples)
     if missing:
         sample = ", ".join(f"line {e.line}: {e.image}" for e in missing[:3])
         raise TrainingDataError(
@@ -121,6 +136,22 @@ def read_dataset(path: Path, spec: DatasetSpec) -> Dataset:
         raise TrainingDataError(f"{path}: no rows")
     logger.info("read %d examples from %s, categories %s", len(examples), path, categories)
     return Dataset(path, categories, examples)
+
+
+def _check_frame_paths(path: Path, examples: list[Example]) -> None:
+    """Every video is a file and every frame folder a folder, or the error names the rows."""
+    wrong = [
+        f"line {e.line}: {p}"
+        for e in examples
+        for p, ok in ((e.video, Path.is_file), (e.frames, Path.is_dir))
+        if p is not None and not ok(p)
+    ]
+    if wrong:
+        raise TrainingDataError(
+            f"{path}: {len(wrong)} video files or frame folders do not exist "
+            f"({', '.join(wrong[:3])}); paths are relative to the data file's folder "
+            "(or --image-root)"
+        )
 
 
 def _read_rows(path: Path, spec: DatasetSpec) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -256,9 +287,22 @@ def _example(
         if value not in (None, ""):
             image = Path(str(value))
             image = image if image.is_absolute() else root / image
-    if not text.strip() and image is None:
+    video = _path_field(row, spec.video_field, root, where)
+    frames = _path_field(row, spec.frames_field, root, where)
+    if not text.strip() and image is None and video is None and frames is None:
         raise TrainingDataError(f"{where}: neither a caption nor an image")
-    return Example(text, image, _labels(row, spec, categories, where), line)
+    return Example(text, image, _labels(row, spec, categories, where), line, video, frames)
+
+
+def _path_field(row: dict[str, Any], field: str | None, root: Path, where: str) -> Path | None:
+    """A path field (video, frames) resolved against `root`; None when absent or empty."""
+    value = row.get(field) if field is not None else None
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise TrainingDataError(f"{where}: field {field!r} must be a path, got {value!r}")
+    path = Path(value)
+    return path if path.is_absolute() else root / path
 
 
 def split_indices(

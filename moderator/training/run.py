@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from moderator.frame_pooling import FramePoolingMethod
 from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
@@ -31,6 +32,7 @@ from moderator.training.device import amp_dtype, training_device
 from moderator.training.embedding_cache import Embeddings, cached_embeddings, compute_embeddings
 from moderator.training.errors import TrainingDataError
 from moderator.training.finetune import finetune_encoders
+from moderator.training.frame_training import needs_frame_training, run_frame_training
 from moderator.training.metrics import auroc
 from moderator.training.report import (
     CURVES_FILE,
@@ -114,15 +116,22 @@ def run_training(
     limit: int | None = None,
     progress: Progress | None = None,
     image_size: int | None = None,
+    frame_pooling: FramePoolingMethod = "max",
 ) -> dict[str, Any]:
     """Train a checkpoint into `out`; write report.json, roc.png and training.png to report_dir.
 
     image_size overrides the offline backbone's input size (224); HF models fix their own.
     config.device is checked first, so a device torch cannot see fails before any work.
+    Rows with a video or frame folder train through frame_pooling (frame_training.py).
     """
     device = training_device(config.device)
     config = config.model_copy(update={"device": str(device)})
     splits = load_splits(data, spec, val_data, config, limit)
+    if needs_frame_training(splits, frame_pooling):  # rows with videos or frame folders (#14)
+        return run_frame_training(
+            data, spec, backbone_spec, config, out, splits, frame_pooling, report_dir,
+            cache_dir, progress, image_size,
+        )  # fmt: skip
     config = effective_modalities(config, splits.train)
     categories = splits.train.categories
     backbone = load_backbone(backbone_spec, _preprocessing(backbone_spec, image_size))
