@@ -107,7 +107,7 @@ def test_training_pools_exactly_as_the_worker_does() -> None:
                 np.testing.assert_allclose(pooled[post], expected, rtol=1e-5, atol=1e-6)
 
 
-def _checkpoint(directory: Path, clip_dir: Path, attention: bool) -> Path:
+def attention_checkpoint(directory: Path, clip_dir: Path, attention: bool) -> Path:
     spec = BackboneSpec(type="clip", id=str(clip_dir))
     backbone = load_backbone(spec)
     torch.manual_seed(0)
@@ -129,12 +129,12 @@ def _checkpoint(directory: Path, clip_dir: Path, attention: bool) -> Path:
 
 @pytest.fixture(scope="module")
 def with_attention(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
-    return _checkpoint(tmp_path_factory.mktemp("with"), tiny_clip_dir, attention=True)
+    return attention_checkpoint(tmp_path_factory.mktemp("with"), tiny_clip_dir, attention=True)
 
 
 @pytest.fixture(scope="module")
 def without_attention(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
-    return _checkpoint(tmp_path_factory.mktemp("without"), tiny_clip_dir, attention=False)
+    return attention_checkpoint(tmp_path_factory.mktemp("without"), tiny_clip_dir, attention=False)
 
 
 def test_checkpoint_round_trip_and_versions(with_attention: Path, without_attention: Path) -> None:
@@ -214,14 +214,14 @@ def test_serving_returns_a_logit_per_image_row(
     assert score_request(load_model(without_attention), request).frame_logits is None
 
 
-def _video_post(pooling: str) -> DecodedPost:
+def video_post(pooling: str) -> DecodedPost:
     video = base64.b64encode(media.video_of(later_bad_frames(30, 5))).decode()
     limits = DecodeLimits(media=MediaLimits(pooling=pooling))  # type: ignore[arg-type]
     return decode_post(record(video_b64=video, caption="look"), limits, 32)
 
 
 def test_worker_pools_with_the_logits() -> None:
-    post = _video_post("attention")
+    post = video_post("attention")
     frames = len(post.frames)
     assert frames > 2
     scores = np.random.default_rng(3).random((frames, 2)).astype(np.float32)
