@@ -20,6 +20,7 @@ from moderator.model.fusion_model import load_fusion
 from moderator.model.inference import InferenceOptions, validate_options
 from moderator.model.single_stream_model import load_single_stream
 from moderator.model.starter_model import load_starter
+from moderator.model.two_stream_model import load_two_stream
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ LOADERS: dict[str, CheckpointLoader] = {
     "starter": load_starter,
     "fusion": load_fusion,
     "visualbert": load_single_stream,
+    "lxmert": load_two_stream,
 }
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -91,8 +91,40 @@ class SingleStreamSpec(BaseModel):
         return self.grid * self.grid
 
 
+class GridSpec(Protocol):
+    """What the grid features, token ids and tokenizer need of a spec: SingleStreamSpec and the
+    two-stream TwoStreamSpec (moderator/model/two_stream.py) both have it."""
+
+    @property
+    def init(self) -> str: ...
+
+    @property
+    def init_path(self) -> str | None: ...
+
+    @property
+    def grid(self) -> int: ...
+
+    @property
+    def max_text_tokens(self) -> int: ...
+
+    @property
+    def visual_dim(self) -> int: ...
+
+    @property
+    def visual_tokens(self) -> int: ...
+
+
 class SingleStreamClassifier(nn.Module):
     """VisualBertModel + cell positions + a linear classifier over the pooled tokens."""
+
+    # Parameters that start untrained (the rest come from MiniLM or published weights): the
+    # training loop gives them the head's learning rate.
+    NEW_PREFIXES = (
+        "cell_positions",
+        "classifier.",
+        "encoder.embeddings.visual_projection.",
+    )
+    NEW_LAYER_PREFIXES: tuple[str, ...] = ()  # no new transformer layers (two_stream.py has)
 
     def __init__(self, spec: SingleStreamSpec, categories: int) -> None:
         super().__init__()
@@ -240,7 +272,7 @@ class GridImageEncoder:
             return flat.half().float().cpu().numpy()
 
 
-def load_tokenizer(spec: SingleStreamSpec) -> Any:
+def load_tokenizer(spec: GridSpec) -> Any:
     """The tokenizer of the initialisation: MiniLM's packaged one, or the published model's."""
     from transformers import AutoTokenizer
 

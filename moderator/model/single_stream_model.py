@@ -1,16 +1,19 @@
 """The single-stream (VisualBERT) checkpoint: its config.json, loading, saving, and the
 ModerationModel the Classifier deployment serves (moderator/model/single_stream.py has the
-network and how it fits the embed / score split)."""
+network and how it fits the embed / score split). The two-stream LXMERT checkpoint
+(two_stream_model.py) is served, loaded and saved by the same code: both read token ids and
+grid features."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
 
 from moderator.model.backbone_base import ImagePreprocessing
 from moderator.model.base import check_pixels, check_score_inputs
@@ -35,6 +38,7 @@ from moderator.model.inference import (
 from moderator.model.single_stream import (
     WEIGHTS_FILE,
     GridImageEncoder,
+    GridSpec,
     SingleStreamClassifier,
     SingleStreamSpec,
     load_tokenizer,
@@ -71,13 +75,45 @@ class SingleStreamConfig(BaseModel):
         return self
 
 
+class GridCheckpointConfig(Protocol):
+    """What serving needs of the config of a model over token ids and grid features
+    (SingleStreamConfig, TwoStreamConfig)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def categories(self) -> list[str]: ...
+
+    @property
+    def spec(self) -> GridSpec: ...
+
+    @property
+    def preprocessing(self) -> ImagePreprocessing: ...
+
+    @property
+    def reads_image_text(self) -> bool: ...
+
+    @property
+    def head_weights(self) -> str: ...
+
+    @property
+    def backbone_weights(self) -> None: ...
+
+    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+
+
 class SingleStreamModerationModel:
-    """Implements ModerationModel for a VisualBERT checkpoint."""
+    """Implements ModerationModel for a VisualBERT (or LXMERT) checkpoint: a classifier that
+    maps token ids [B, L], grid features [B, V, visual_dim] and has_image [B] to logits."""
 
     def __init__(
         self,
-        config: SingleStreamConfig,
-        classifier: SingleStreamClassifier,
+        config: GridCheckpointConfig,
+        classifier: nn.Module,
         tokenizer: Any,
         images: GridImageEncoder,
         version: str,
@@ -145,9 +181,20 @@ def load_single_stream(
 ) -> SingleStreamModerationModel:
     """Checkpoint loader for kind "visualbert"; every check runs before the model is usable."""
     config = parse_config(SingleStreamConfig, directory, raw)
+    classifier = SingleStreamClassifier(config.spec, len(config.categories))
+    return load_grid_model(directory, config, classifier, options)
+
+
+def load_grid_model(
+    directory: Path,
+    config: GridCheckpointConfig,
+    classifier: nn.Module,
+    options: InferenceOptions | None = None,
+) -> SingleStreamModerationModel:
+    """The weights of `directory` into `classifier` (built from the validated `config`), the
+    tokenizer and the grid encoder: the served model."""
     options = options or InferenceOptions()
     validate_options(options)
-    classifier = SingleStreamClassifier(config.spec, len(config.categories))
     path = directory / config.head_weights
     state = load_tensors(path)
     try:
@@ -165,12 +212,13 @@ def load_single_stream(
 
 
 def save_single_stream(
-    directory: Path, config: SingleStreamConfig, classifier: SingleStreamClassifier
+    directory: Path, config: GridCheckpointConfig, classifier: nn.Module
 ) -> Path:
     """Write config.json and the classifier's weights (safetensors)."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in classifier.state_dict().items()}
     save_tensors(directory / config.head_weights, state)
+    assert isinstance(config, BaseModel), "a checkpoint config is a pydantic model"
     write_config(directory, config)
-    logger.info("wrote visualbert checkpoint %s to %s", config.name, directory)
+    logger.info("wrote %s checkpoint %s to %s", config.kind, config.name, directory)
     return directory

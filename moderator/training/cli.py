@@ -24,6 +24,7 @@ from moderator.tables import print_table
 
 if TYPE_CHECKING:
     from moderator.model.single_stream import SingleStreamSpec
+    from moderator.model.two_stream import TwoStreamSpec
     from moderator.training.trainer import TrainConfig
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
@@ -229,12 +230,25 @@ def train(
         str,
         typer.Option(
             help="fusion (dual encoders + a head) | visualbert (single-stream over caption "
-            "tokens and grid features; trains end to end with the --stage2-* options)."
+            "tokens and grid features; trains end to end with the --stage2-* options) | "
+            "lxmert (two-stream co-attention over the same inputs, trained the same way)."
         ),
     ] = "fusion",
     visualbert_init: Annotated[
         str, typer.Option(help="visualbert: minilm (offline) or a local VisualBERT directory.")
     ] = "minilm",
+    lxmert_init: Annotated[
+        str, typer.Option(help="lxmert: minilm (offline) or a local LXMERT directory.")
+    ] = "minilm",
+    cross_layers: Annotated[
+        int, typer.Option(help="lxmert (minilm init): co-attention layers (x_layers).")
+    ] = 2,
+    visual_layers: Annotated[
+        int, typer.Option(help="lxmert (minilm init): visual-stream layers (r_layers).")
+    ] = 1,
+    new_layers_learning_rate: Annotated[
+        float, typer.Option(help="lxmert: learning rate of the new cross and visual layers.")
+    ] = 3e-4,
     grid: Annotated[int, typer.Option(help="visualbert: visual tokens = grid x grid.")] = 7,
     visual_drop: Annotated[
         float, typer.Option(help="visualbert: Pixel-BERT share of visual tokens dropped.")
@@ -312,9 +326,21 @@ def train(
             raise ValueError(f"--frame-pooling must be max, mean or attention: {frame_pooling!r}")
         if frame_pooling != "max" and architecture != "fusion":
             raise ValueError(f"--frame-pooling {frame_pooling} trains the fusion architecture")
-        arch = _single_stream(
+        if architecture == "lxmert" and visualbert_init != "minilm":
+            raise ValueError("--visualbert-init is an option of --architecture visualbert")
+        single = _single_stream(
             architecture, visualbert_init, grid, visual_drop, max_text_tokens, config, backbone
         )
+        arch: SingleStreamSpec | TwoStreamSpec | None = single
+        if architecture == "lxmert" and single is not None:
+            arch = _two_stream(lxmert_init, cross_layers, visual_layers, single)
+        elif (lxmert_init, cross_layers, visual_layers, new_layers_learning_rate) != (
+            "minilm", 2, 1, 3e-4,
+        ):  # fmt: skip
+            raise ValueError(
+                "--lxmert-init, --cross-layers, --visual-layers and --new-layers-learning-rate "
+                "are options of --architecture lxmert"
+            )
     except (ValidationError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
     try:
@@ -327,6 +353,7 @@ def train(
                 report = run_single_stream(
                     data, spec, arch, config, out, report_dir, val_data,
                     _cache(cache_dir, no_cache), limit, progress, image_size,
+                    new_layers_learning_rate,
                 )  # fmt: skip
             else:
                 report = run_training(
@@ -359,8 +386,10 @@ def _single_stream(
 
     if architecture == "fusion":
         return None
-    if architecture != "visualbert":
-        raise ValueError(f"--architecture must be fusion or visualbert, got {architecture!r}")
+    if architecture not in ("visualbert", "lxmert"):
+        raise ValueError(
+            f"--architecture must be fusion, visualbert or lxmert, got {architecture!r}"
+        )
     fusion_only = {
         "--backbone": backbone != "offline",
         "--unfreeze": config.unfreeze,
@@ -372,7 +401,7 @@ def _single_stream(
     }
     refused = [flag for flag, given in fusion_only.items() if given]
     if refused:
-        raise ValueError(f"--architecture visualbert does not take {', '.join(refused)}")
+        raise ValueError(f"--architecture {architecture} does not take {', '.join(refused)}")
     options: dict[str, Any] = {
         "grid": grid,
         "visual_drop": visual_drop,
@@ -382,6 +411,25 @@ def _single_stream(
         return SingleStreamSpec(init="minilm", **options)
     shape: dict[str, Any] = published_shape(Path(init))
     return SingleStreamSpec(init="path", init_path=init, **shape, **options)
+
+
+def _two_stream(
+    init: str, cross_layers: int, visual_layers: int, single: SingleStreamSpec
+) -> TwoStreamSpec:
+    """The LXMERT spec: the grid and caption options checked as VisualBERT's (`single`), the
+    layer counts given, or published weights' shape with `init` a directory."""
+    from moderator.model.two_stream import TwoStreamSpec, published_shape
+
+    options = single.model_dump(include={"grid", "visual_drop", "max_text_tokens"})
+    if init == "minilm":
+        layers: dict[str, Any] = {"cross_layers": cross_layers, "visual_layers": visual_layers}
+        return TwoStreamSpec(init="minilm", **layers, **options)
+    if (cross_layers, visual_layers) != (2, 1):
+        raise ValueError(
+            "--cross-layers and --visual-layers come from the published weights' config.json"
+        )
+    shape: dict[str, Any] = published_shape(Path(init))
+    return TwoStreamSpec(init="path", init_path=init, **shape, **options)
 
 
 @model_app.command("eval")

@@ -1,13 +1,16 @@
-"""`moderator train --architecture visualbert`: the single-stream classifier, trained end to end
-over frozen grid features (moderator/model/single_stream.py).
+"""`moderator train --architecture visualbert | lxmert`: the single-stream (VisualBERT,
+moderator/model/single_stream.py) or two-stream (LXMERT, moderator/model/two_stream.py)
+classifier, trained end to end over frozen grid features. Both read the same inputs (token ids
+and grid cells), so everything here serves both; only building and saving differ by kind.
 
 The image encoder stays frozen, so its grid features are computed once and cached on disk as
 float16 (safetensors, keyed like the pooled embeddings: grid, backbone and data fingerprints;
 grid² x 1280 x 2 bytes per image: 125,440 at the default 7x7). The transformer and the new
 parts train together with AdamW: the copied MiniLM weights at `--encoder-learning-rate`, the
-new ones (projection, cell positions, classifier) at `--learning-rate`, for `--stage2-epochs`
-epochs of `--stage2-batch-size` rows; the epoch with the best validation AUROC is kept. The
-report has the same shape as the fusion model's.
+new ones (each classifier's NEW_PREFIXES: VisualBERT's projection, cell positions and
+classifier; LXMERT's visual feature encoder, visual and cross-modality layers and classifier)
+at `--learning-rate`, for `--stage2-epochs` epochs of `--stage2-batch-size` rows; the epoch
+with the best validation AUROC is kept. The report has the same shape as the fusion model's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from moderator.model.single_stream import (
     token_ids,
 )
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
+from moderator.model.two_stream import TwoStreamClassifier, TwoStreamSpec
+from moderator.model.two_stream import build_classifier as build_two_stream
+from moderator.model.two_stream_model import TwoStreamConfig
 from moderator.training.dataset import Dataset, DatasetSpec
 from moderator.training.device import training_device
 from moderator.training.embedding_cache import (
@@ -51,6 +57,12 @@ from moderator.training.trainer import History, TrainConfig, pos_weight
 logger = logging.getLogger(__name__)
 
 GRID_FORMAT = "float16"
+
+GridClassifier = SingleStreamClassifier | TwoStreamClassifier
+# LXMERT's new cross-modality and visual layers (VisualBERT has none): 3e-4 learnt the generated
+# two-modality task where 1e-3 stayed at chance (docs/model.md).
+NEW_LAYERS_LEARNING_RATE = 3e-4
+GridArchitecture = SingleStreamSpec | TwoStreamSpec
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ def grid_features(
 
 
 def predict(
-    classifier: SingleStreamClassifier, features: Features, batch_size: int, device: torch.device
+    classifier: GridClassifier, features: Features, batch_size: int, device: torch.device
 ) -> np.ndarray:
     """Sigmoid scores [N, C] in eval mode."""
     classifier.eval()
@@ -120,9 +132,7 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def _logits(
-    classifier: SingleStreamClassifier, part: Features, device: torch.device
-) -> torch.Tensor:
+def _logits(classifier: GridClassifier, part: Features, device: torch.device) -> torch.Tensor:
     logits: torch.Tensor = classifier(
         torch.from_numpy(part.ids).to(device),
         torch.from_numpy(part.grid.astype(np.float32)).to(device),
@@ -132,26 +142,29 @@ def _logits(
 
 
 def _parameter_groups(
-    classifier: SingleStreamClassifier, config: TrainConfig
+    classifier: GridClassifier, config: TrainConfig, layers_learning_rate: float
 ) -> list[dict[str, Any]]:
-    """Copied (pretrained) weights at the encoder rate; new ones at the head rate."""
-    new_prefixes = (
-        "cell_positions",
-        "classifier.",
-        "encoder.embeddings.visual_projection.",
-    )
+    """Copied (pretrained) weights at the encoder rate; new ones at the head rate, new
+    transformer layers at layers_learning_rate."""
     pretrained: list[torch.nn.Parameter] = []
     new: list[torch.nn.Parameter] = []
+    layers: list[torch.nn.Parameter] = []
     for name, parameter in classifier.named_parameters():
-        (new if name.startswith(new_prefixes) else pretrained).append(parameter)
-    return [
+        if name.startswith(classifier.NEW_PREFIXES):
+            new.append(parameter)
+        elif name.startswith(classifier.NEW_LAYER_PREFIXES):
+            layers.append(parameter)
+        else:
+            pretrained.append(parameter)
+    groups = [
         {"params": pretrained, "lr": config.encoder_learning_rate},
         {"params": new, "lr": config.learning_rate},
     ]
+    return groups + ([{"params": layers, "lr": layers_learning_rate}] if layers else [])
 
 
 def fit(
-    classifier: SingleStreamClassifier,
+    classifier: GridClassifier,
     train: Features,
     train_labels: np.ndarray,
     val: Features,
@@ -159,13 +172,15 @@ def fit(
     config: TrainConfig,
     device: torch.device,
     progress: Progress | None = None,
+    layers_learning_rate: float = NEW_LAYERS_LEARNING_RATE,
 ) -> History:
     """Train end to end; keeps the weights of the epoch with the best validation AUROC."""
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     classifier.to(device)
     optimiser = torch.optim.AdamW(
-        _parameter_groups(classifier, config), weight_decay=config.weight_decay
+        _parameter_groups(classifier, config, layers_learning_rate),
+        weight_decay=config.weight_decay,
     )
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=pos_weight(train_labels, config.class_weighting).to(device)
@@ -174,7 +189,8 @@ def fit(
     best: dict[str, torch.Tensor] | None = None
     batch = config.stage2_batch_size
     steps = -(-len(train.ids) // batch)
-    task = progress.add_task("visualbert", total=config.stage2_epochs * steps) if progress else None
+    kind = "lxmert" if isinstance(classifier, TwoStreamClassifier) else "visualbert"
+    task = progress.add_task(kind, total=config.stage2_epochs * steps) if progress else None
     for epoch in range(config.stage2_epochs):
         classifier.train()
         order = generator.permutation(len(train.ids))
@@ -208,7 +224,7 @@ def fit(
 
 
 def features_of(
-    dataset: Dataset, tokenizer: Any, spec: SingleStreamSpec, grid: np.ndarray, has: np.ndarray
+    dataset: Dataset, tokenizer: Any, spec: GridArchitecture, grid: np.ndarray, has: np.ndarray
 ) -> Features:
     ids = token_ids(tokenizer, [e.text for e in dataset.examples], spec.max_text_tokens)
     return Features(ids.astype(np.int64), grid, has)
@@ -217,7 +233,7 @@ def features_of(
 def run_single_stream(
     data: Path,
     spec: DatasetSpec,
-    arch: SingleStreamSpec,
+    arch: GridArchitecture,
     config: TrainConfig,
     out: Path,
     report_dir: Path | None = None,
@@ -226,11 +242,14 @@ def run_single_stream(
     limit: int | None = None,
     progress: Progress | None = None,
     image_size: int | None = None,
+    layers_learning_rate: float = NEW_LAYERS_LEARNING_RATE,
 ) -> dict[str, Any]:
-    """Train a VisualBERT checkpoint into `out`; report as `run_training` writes it.
+    """Train a VisualBERT (SingleStreamSpec) or LXMERT (TwoStreamSpec) checkpoint into `out`;
+    report as `run_training` writes it.
 
     image_size: the side images are resized to (default 224, Lite0's; the feature map is
-    image_size / 32 cells a side, pooled to the spec's grid)."""
+    image_size / 32 cells a side, pooled to the spec's grid). layers_learning_rate: LXMERT's
+    new cross-modality and visual layers."""
     device = training_device(config.device)
     config = config.model_copy(update={"device": str(device)})
     splits = load_splits(data, spec, val_data, config, limit)
@@ -247,7 +266,11 @@ def run_single_stream(
         val = features_of(splits.val_file, tokenizer, arch, grid, has)
     else:
         val = whole.subset(splits.parts["val"])
-    classifier = build_classifier(arch, len(categories))
+    classifier: GridClassifier = (
+        build_two_stream(arch, len(categories))
+        if isinstance(arch, TwoStreamSpec)
+        else build_classifier(arch, len(categories))
+    )
     history = fit(
         classifier,
         whole.subset(splits.parts["train"]),
@@ -257,29 +280,38 @@ def run_single_stream(
         config,
         device,
         progress,
+        layers_learning_rate,
     )
     batch = config.stage2_batch_size * 2
     val_scores = predict(classifier, val, batch, device)
     thresholds, suggested = choose_thresholds(
         splits.val.labels(), val_scores, categories, config.target_precision
     )
+    kind = "lxmert" if isinstance(arch, TwoStreamSpec) else "visualbert"
     # The fusion default name would mislabel this model's versions; a chosen name stays.
-    name = "visualbert" if config.name == TrainConfig().name else config.name
-    single = SingleStreamConfig(
-        name=name,
-        categories=categories,
-        spec=arch,
-        preprocessing=preprocessing,
-        reads_image_text=spec.text_source == "image_text",
-        thresholds=thresholds,
-        training=_provenance(data, splits, config, history),
-    )
-    save_single_stream(out, single, classifier.cpu())
-    saved = read_config(SingleStreamConfig, out)
+    fields: dict[str, Any] = {
+        "name": kind if config.name == TrainConfig().name else config.name,
+        "categories": categories,
+        "spec": arch,
+        "preprocessing": preprocessing,
+        "reads_image_text": spec.text_source == "image_text",
+        "thresholds": thresholds,
+        "training": _provenance(data, splits, config, history),
+    }
+    if isinstance(arch, TwoStreamSpec):
+        fields["training"]["new_layers_learning_rate"] = layers_learning_rate
+    saved: SingleStreamConfig | TwoStreamConfig
+    if isinstance(arch, TwoStreamSpec):
+        save_single_stream(out, TwoStreamConfig.model_validate(fields), classifier.cpu())
+        saved = read_config(TwoStreamConfig, out)
+    else:
+        save_single_stream(out, SingleStreamConfig.model_validate(fields), classifier.cpu())
+        saved = read_config(SingleStreamConfig, out)
     report: dict[str, Any] = {
         "model_version": checkpoint_version(saved.name, out, saved),
         "checkpoint": str(out),
-        "architecture": "visualbert",
+        "architecture": kind,
+        "parameters": sum(p.numel() for p in classifier.parameters()),
         "spec": arch.model_dump(),
         "device": str(device),
         "grid_bytes_per_image": arch.visual_tokens * arch.visual_dim * 2,
