@@ -49,6 +49,7 @@ from moderator.training.embedding_cache import (
     image_rows,
     load_pixels,
 )
+from moderator.training.errors import TrainingDataError
 from moderator.training.metrics import mean_auroc
 from moderator.training.report import choose_thresholds
 from moderator.training.run import Splits, finish_report, load_splits, provenance
@@ -230,6 +231,19 @@ def features_of(
     return Features(ids.astype(np.int64), grid, has)
 
 
+def _refuse_frame_rows(*datasets: Dataset | None) -> None:
+    """These models read one image per row: a row's video or frame folder would be dropped
+    without a word, so it is refused, naming the rows."""
+    for dataset in filter(None, datasets):
+        rows = [e.line for e in dataset.examples if e.has_frames]
+        if rows:
+            raise TrainingDataError(
+                f"{dataset.path}: {len(rows)} rows have a video or frame folder (lines "
+                f"{', '.join(map(str, rows[:5]))}); --architecture visualbert and lxmert read "
+                "one image per row: train them with --architecture fusion (--frame-pooling)"
+            )
+
+
 def run_single_stream(
     data: Path,
     spec: DatasetSpec,
@@ -253,6 +267,7 @@ def run_single_stream(
     device = training_device(config.device)
     config = config.model_copy(update={"device": str(device)})
     splits = load_splits(data, spec, val_data, config, limit)
+    _refuse_frame_rows(splits.dataset, splits.val_file)
     categories = splits.train.categories
     preprocessing = offline_grid_preprocessing(image_size or 224)
     size = preprocessing.image_size

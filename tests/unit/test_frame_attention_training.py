@@ -122,6 +122,15 @@ def test_what_is_not_supported_is_refused(videos: Path, clip: BackboneSpec, tmp_
         run_training(videos, SPEC, clip, stage2, tmp_path / "b", frame_pooling="mean")
 
 
+def test_grid_architectures_refuse_rows_with_frames(videos: Path, tmp_path: Path) -> None:
+    """VisualBERT and LXMERT read one image per row: a video row is refused, not dropped."""
+    from moderator.model.single_stream import SingleStreamSpec
+    from moderator.training.single_stream import run_single_stream
+
+    with pytest.raises(TrainingDataError, match="rows have a video or frame folder"):
+        run_single_stream(videos, SPEC, SingleStreamSpec(init="random"), CONFIG, tmp_path)
+
+
 def test_an_unreadable_video_names_the_file_and_line(
     videos: Path, clip: BackboneSpec, tmp_path: Path
 ) -> None:
