@@ -1,5 +1,5 @@
-"""A VisualBERT checkpoint served by the Classifier deployment on the session's Ray instance
-scores as the model does in-process (train → save → Serve → identical scores)."""
+"""A VisualBERT or LXMERT checkpoint served by the Classifier deployment on the session's Ray
+instance scores as the model does in-process (train → save → Serve → identical scores)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from moderator.config import ServingSettings
 from moderator.model import load_model
 from moderator.model.single_stream import SingleStreamSpec, build_classifier
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
+from moderator.model.two_stream import TwoStreamSpec
+from moderator.model.two_stream import build_classifier as build_two_stream
+from moderator.model.two_stream_model import TwoStreamConfig, save_two_stream
 from moderator.serving.messages import NO_IMAGE, ModelInfo, ScoreRequest
 from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
@@ -23,33 +26,53 @@ pytestmark = pytest.mark.integration
 SPEC = SingleStreamSpec(
     init="random", hidden_size=32, layers=1, heads=2, intermediate_size=64, grid=2
 )
+TWO_STREAM = TwoStreamSpec(
+    init="random",
+    hidden_size=32,
+    heads=2,
+    intermediate_size=64,
+    language_layers=1,
+    cross_layers=1,
+    visual_layers=1,
+    grid=2,
+)
 IMAGE_SIZE = 64
+PREPROCESSING = {"image_size": IMAGE_SIZE, "mean": (0.5,) * 3, "std": (0.5,) * 3}
 
 
-def _checkpoint(directory: Path) -> Path:
+def _checkpoint(directory: Path, kind: str) -> Path:
     torch.manual_seed(0)
+    if kind == "lxmert":
+        two = TwoStreamConfig(
+            name="lx-serve",
+            categories=["hate", "harm"],
+            spec=TWO_STREAM,
+            preprocessing=PREPROCESSING,
+        )
+        return save_two_stream(directory, two, build_two_stream(TWO_STREAM, 2))
     config = SingleStreamConfig(
         name="vb-serve",
         categories=["hate", "harm"],
         spec=SPEC,
-        preprocessing={"image_size": IMAGE_SIZE, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+        preprocessing=PREPROCESSING,
     )
     return save_single_stream(directory, config, build_classifier(SPEC, 2))
 
 
-def test_visualbert_checkpoint_scores_identically_on_serve(
-    ray_serving: ServingSettings, tmp_path: Path
+@pytest.mark.parametrize("kind", ["visualbert", "lxmert"])
+def test_grid_checkpoint_scores_identically_on_serve(
+    ray_serving: ServingSettings, tmp_path: Path, kind: str
 ) -> None:
-    checkpoint = _checkpoint(tmp_path / "vb")
+    checkpoint = _checkpoint(tmp_path / kind, kind)
     classifier = ray_serving.classifier.model_copy(update={"checkpoint": checkpoint})
-    serving = ray_serving.model_copy(
-        update={"app_name": "visualbert-test", "classifier": classifier}
-    )
+    app_name = f"{kind}-test"
+    serving = ray_serving.model_copy(update={"app_name": app_name, "classifier": classifier})
     handle = deploy_classifier(serving)
     try:
         info: ModelInfo = handle.model_info.remote().result(timeout_s=120)
         model = load_model(checkpoint)
         assert info.model_version == model.model_version
+        assert info.model_version.startswith("lx-serve-" if kind == "lxmert" else "vb-serve-")
         assert (info.image_embedding_dim, info.text_embedding_dim) == (4 * 1280, 48)
         rng = np.random.default_rng(1)
         pixels = rng.integers(0, 256, (2, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
@@ -70,4 +93,4 @@ def test_visualbert_checkpoint_scores_identically_on_serve(
         )
         np.testing.assert_array_equal(served.new_text_embeddings, local.new_text_embeddings)
     finally:
-        serve.delete("visualbert-test")
+        serve.delete(app_name)
