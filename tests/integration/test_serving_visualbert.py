@@ -86,7 +86,9 @@ def test_grid_checkpoint_scores_identically_on_serve(
         )
         served = handle.score_batch.remote(request).result(timeout_s=120)
         local = score_request(model, request)
-        np.testing.assert_allclose(served.scores, local.scores, atol=1e-6)
+        # The replica's grid features may differ by one float16 step (below), and its scores
+        # with them: 2.2e-6 seen for LXMERT.
+        np.testing.assert_allclose(served.scores, local.scores, atol=1e-5)
         # Another thread count on the replica: float16 grid values may differ by one step.
         np.testing.assert_allclose(
             served.new_image_embeddings, local.new_image_embeddings, rtol=2e-3, atol=1e-3
