@@ -168,10 +168,27 @@ class SingleStreamClassifier(nn.Module):
         if self.spec.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            mask = torch.cat([text_mask, visual_mask], dim=1).unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = masked_mean(hidden, torch.cat([text_mask, visual_mask], dim=1))
         logits: torch.Tensor = self.classifier(self.dropout(pooled))
         return logits
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the tokens a row has ([B, T, H], [B, T] → [B, H]); 0 for a row with none."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def load_fitting(encoder: nn.Module, state: dict[str, torch.Tensor], what: str) -> list[str]:
+    """Load `state` into `encoder` (not strictly: the rest keeps its initialisation) after
+    checking that every key exists there with the same shape, else ModelLoadError starting
+    with `what`; returns the encoder's parameters left as initialised."""
+    own = encoder.state_dict()
+    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise ModelLoadError(f"{what}: {wrong[:4]}")
+    encoder.load_state_dict(state, strict=False)
+    return sorted(k for k in own if k not in state)
 
 
 def sample_visual_tokens(
@@ -191,17 +208,14 @@ def copy_minilm(classifier: SingleStreamClassifier, minilm: nn.Module) -> list[s
     returns the encoder parameters left as initialised (the visual ones). Shapes must match."""
     own = classifier.encoder.state_dict()
     source = {k: v for k, v in minilm.state_dict().items() if k in own}
-    mismatched = [k for k, v in source.items() if v.shape != own[k].shape]
-    if mismatched:
-        raise ModelLoadError(f"MiniLM weights do not fit the spec: {mismatched[:4]}")
-    classifier.encoder.load_state_dict(source, strict=False)
+    fresh = load_fitting(classifier.encoder, source, "MiniLM weights do not fit the spec")
     embeddings = classifier.encoder.embeddings
     with torch.no_grad():
         embeddings.visual_token_type_embeddings.weight.copy_(
             embeddings.token_type_embeddings.weight
         )
         embeddings.visual_position_embeddings.weight.copy_(embeddings.position_embeddings.weight)
-    return sorted(k for k in own if k not in source)
+    return fresh
 
 
 def load_published(classifier: SingleStreamClassifier, path: Path) -> None:
@@ -217,14 +231,12 @@ def load_published(classifier: SingleStreamClassifier, path: Path) -> None:
         for k, v in published.state_dict().items()
         if not k.startswith("embeddings.visual_projection") and not k.startswith("pooler.")
     }
-    own = classifier.encoder.state_dict()
-    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    if wrong:
-        raise ModelLoadError(
-            f"VisualBERT weights in {path} do not fit the spec (hidden_size, layers, heads, "
-            f"intermediate_size, vocab_size must be the published model's): {wrong[:4]}"
-        )
-    classifier.encoder.load_state_dict(state, strict=False)
+    load_fitting(
+        classifier.encoder,
+        state,
+        f"VisualBERT weights in {path} do not fit the spec (hidden_size, layers, heads, "
+        "intermediate_size, vocab_size must be the published model's)",
+    )
 
 
 def published_shape(path: Path) -> dict[str, int]:

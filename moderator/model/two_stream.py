@@ -47,7 +47,7 @@ from torch import nn
 
 from moderator.model.efficientnet_lite import FEATURE_DIM
 from moderator.model.errors import ModelLoadError
-from moderator.model.single_stream import sample_visual_tokens
+from moderator.model.single_stream import load_fitting, masked_mean, sample_visual_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -185,27 +185,17 @@ class TwoStreamClassifier(nn.Module):
         return logits
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the tokens a row has ([B, T, H], [B, T] → [B, H]); 0 for a row with none."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
 def copy_minilm(classifier: TwoStreamClassifier, minilm: nn.Module) -> list[str]:
     """Copy a BERT-layout model's embeddings, language layers and pooler into the classifier's
     LxmertModel (same names); returns the parameters left as initialised. Shapes must match."""
     own = classifier.encoder.state_dict()
     source = {k: v for k, v in minilm.state_dict().items() if k in own}
-    mismatched = [k for k, v in source.items() if v.shape != own[k].shape]
-    if mismatched:
-        raise ModelLoadError(f"MiniLM weights do not fit the spec: {mismatched[:4]}")
     layers = {k.split(".")[2] for k in source if k.startswith("encoder.layer.")}
     if len(layers) != classifier.spec.language_layers:
         raise ModelLoadError(
             f"MiniLM has {len(layers)} layers, the spec {classifier.spec.language_layers}"
         )
-    classifier.encoder.load_state_dict(source, strict=False)
-    return sorted(k for k in own if k not in source)
+    return load_fitting(classifier.encoder, source, "MiniLM weights do not fit the spec")
 
 
 def load_published(classifier: TwoStreamClassifier, path: Path) -> None:
@@ -219,15 +209,12 @@ def load_published(classifier: TwoStreamClassifier, path: Path) -> None:
     state = {
         k: v for k, v in published.state_dict().items() if not k.startswith(FEATURE_PROJECTION)
     }
-    own = classifier.encoder.state_dict()
-    wrong = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
-    if wrong:
-        raise ModelLoadError(
-            f"LXMERT weights in {path} do not fit the spec (hidden_size, heads, "
-            f"intermediate_size, vocab_size and the three layer counts must be the published "
-            f"model's): {wrong[:4]}"
-        )
-    classifier.encoder.load_state_dict(state, strict=False)
+    load_fitting(
+        classifier.encoder,
+        state,
+        f"LXMERT weights in {path} do not fit the spec (hidden_size, heads, intermediate_size, "
+        "vocab_size and the three layer counts must be the published model's)",
+    )
 
 
 def published_shape(path: Path) -> dict[str, int]:
