@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Self
 
 import numpy as np
 import torch
@@ -49,26 +49,23 @@ WEIGHTS_FILE = "visualbert.safetensors"
 Init = Literal["minilm", "path", "random"]
 
 
-class SingleStreamSpec(BaseModel):
-    """The transformer's shape and inputs; with init "minilm" the shape is MiniLM-L6's."""
+class GridSpec(BaseModel):
+    """What VisualBERT and LXMERT share: a BERT-shaped text side (MiniLM-L6's with init
+    "minilm") over caption tokens, and grid cells of Lite0's feature map as visual tokens."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     init: Init = "minilm"
     init_path: str | None = Field(
-        default=None, description="init 'path': local directory of published VisualBERT weights"
+        default=None, description="init 'path': local directory of published weights"
     )
     hidden_size: int = Field(default=384, gt=0)
-    layers: int = Field(default=6, ge=1)
     heads: int = Field(default=12, ge=1)
     intermediate_size: int = Field(default=1536, gt=0)
     vocab_size: int = Field(default=30522, gt=0)
     max_text_tokens: int = Field(default=48, ge=4, le=512, description="[CLS] … [SEP] included")
     grid: int = Field(default=7, ge=1, le=7, description="visual tokens = grid²")
     visual_dim: int = Field(default=FEATURE_DIM, gt=0)
-    pooling: Literal["mean", "cls"] = Field(
-        default="mean", description="mean of every token the row has (MiniLM was trained so)"
-    )
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     visual_drop: float = Field(
         default=0.0,
@@ -79,7 +76,7 @@ class SingleStreamSpec(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> SingleStreamSpec:
+    def _consistent(self) -> Self:
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads")
         if (self.init == "path") != (self.init_path is not None):
@@ -91,27 +88,13 @@ class SingleStreamSpec(BaseModel):
         return self.grid * self.grid
 
 
-class GridSpec(Protocol):
-    """What the grid features, token ids and tokenizer need of a spec: SingleStreamSpec and the
-    two-stream TwoStreamSpec (moderator/model/two_stream.py) both have it."""
+class SingleStreamSpec(GridSpec):
+    """VisualBERT's shape and inputs; with init "minilm" the shape is MiniLM-L6's."""
 
-    @property
-    def init(self) -> str: ...
-
-    @property
-    def init_path(self) -> str | None: ...
-
-    @property
-    def grid(self) -> int: ...
-
-    @property
-    def max_text_tokens(self) -> int: ...
-
-    @property
-    def visual_dim(self) -> int: ...
-
-    @property
-    def visual_tokens(self) -> int: ...
+    layers: int = Field(default=6, ge=1)
+    pooling: Literal["mean", "cls"] = Field(
+        default="mean", description="mean of every token the row has (MiniLM was trained so)"
+    )
 
 
 class SingleStreamClassifier(nn.Module):

@@ -42,12 +42,16 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from torch import nn
 
-from moderator.model.efficientnet_lite import FEATURE_DIM
 from moderator.model.errors import ModelLoadError
-from moderator.model.single_stream import load_fitting, masked_mean, sample_visual_tokens
+from moderator.model.single_stream import (
+    GridSpec,
+    load_fitting,
+    masked_mean,
+    sample_visual_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,52 +60,18 @@ WEIGHTS_FILE = "lxmert.safetensors"
 BOX_DIM = 4
 # The published visual feature encoder's projection expects detector features: re-initialised.
 FEATURE_PROJECTION = "encoder.visn_fc.visn_fc."
-Init = Literal["minilm", "path", "random"]
 
 
-class TwoStreamSpec(BaseModel):
-    """The transformer's shape and inputs; with init "minilm" the language side is MiniLM-L6's."""
+class TwoStreamSpec(GridSpec):
+    """LXMERT's shape and inputs; with init "minilm" the language side is MiniLM-L6's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    init: Init = "minilm"
-    init_path: str | None = Field(
-        default=None, description="init 'path': local directory of published LXMERT weights"
-    )
-    hidden_size: int = Field(default=384, gt=0)
-    heads: int = Field(default=12, ge=1)
-    intermediate_size: int = Field(default=1536, gt=0)
-    vocab_size: int = Field(default=30522, gt=0)
     language_layers: int = Field(default=6, ge=1, description="LXMERT's l_layers")
     cross_layers: int = Field(default=2, ge=1, description="LXMERT's x_layers (co-attention)")
     visual_layers: int = Field(default=1, ge=0, description="LXMERT's r_layers (cells only)")
-    max_text_tokens: int = Field(default=48, ge=4, le=512, description="[CLS] … [SEP] included")
-    grid: int = Field(default=7, ge=1, le=7, description="visual tokens = grid²")
-    visual_dim: int = Field(default=FEATURE_DIM, gt=0)
     pooling: Literal["mean", "cls"] = Field(
         default="mean",
         description="mean: both streams' token means, concatenated; cls: LXMERT's pooled [CLS]",
     )
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    visual_drop: float = Field(
-        default=0.0,
-        ge=0.0,
-        lt=1.0,
-        description="Pixel-BERT's random pixel sampling: share of visual tokens dropped in each "
-        "training step (none at inference)",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TwoStreamSpec:
-        if self.hidden_size % self.heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of heads")
-        if (self.init == "path") != (self.init_path is not None):
-            raise ValueError("init_path is required with init 'path', and only then")
-        return self
-
-    @property
-    def visual_tokens(self) -> int:
-        return self.grid * self.grid
 
 
 def cell_boxes(grid: int) -> torch.Tensor:
