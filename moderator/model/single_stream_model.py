@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Self
 
 import numpy as np
 import torch
@@ -48,62 +48,41 @@ from moderator.model.single_stream import (
 logger = logging.getLogger(__name__)
 
 
-class SingleStreamConfig(BaseModel):
-    """config.json of a "visualbert" checkpoint; the loader refuses any mismatch."""
+class GridCheckpointConfig(BaseModel):
+    """config.json of a model over token ids and grid features (kinds "visualbert" and
+    "lxmert": the subclasses fix `kind`, `spec` and the weights file); the loader refuses any
+    mismatch."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format_version: Literal[1] = 1
-    kind: Literal["visualbert"] = "visualbert"
+    kind: str
     name: str = Field(min_length=1, description="model_version is name-<content hash>")
     categories: list[str] = Field(min_length=1)
-    spec: SingleStreamSpec
+    spec: GridSpec
     preprocessing: ImagePreprocessing
     reads_image_text: bool = Field(
         default=False, description="trained on caption and image text joined (model_text)"
     )
     thresholds: dict[str, float] = Field(default_factory=dict)
-    head_weights: str = Field(default=WEIGHTS_FILE, description="the whole classifier's weights")
+    head_weights: str = Field(description="the whole classifier's weights")
     backbone_weights: None = Field(
         default=None, description="the image encoder is the packaged, frozen Lite0"
     )
     training: dict[str, Any] = Field(default_factory=dict, description="provenance, free-form")
 
     @model_validator(mode="after")
-    def _categories_consistent(self) -> SingleStreamConfig:
+    def _categories_consistent(self) -> Self:
         check_categories(self.categories, self.thresholds)
         return self
 
 
-class GridCheckpointConfig(Protocol):
-    """What serving needs of the config of a model over token ids and grid features
-    (SingleStreamConfig, TwoStreamConfig)."""
+class SingleStreamConfig(GridCheckpointConfig):
+    """config.json of a "visualbert" checkpoint."""
 
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def categories(self) -> list[str]: ...
-
-    @property
-    def spec(self) -> GridSpec: ...
-
-    @property
-    def preprocessing(self) -> ImagePreprocessing: ...
-
-    @property
-    def reads_image_text(self) -> bool: ...
-
-    @property
-    def head_weights(self) -> str: ...
-
-    @property
-    def backbone_weights(self) -> None: ...
-
-    def model_dump(self, *, mode: str = ...) -> dict[str, Any]: ...
+    kind: Literal["visualbert"] = "visualbert"
+    spec: SingleStreamSpec
+    head_weights: str = Field(default=WEIGHTS_FILE, description="the whole classifier's weights")
 
 
 class SingleStreamModerationModel:
