@@ -7,8 +7,9 @@ Each frame i of a post (an image row: its image embedding e_i) gets a logit
 
 and the post's score per category is Σ_i softmax(logit)_i · score_i, the softmax over that
 post's frames. A post with one frame keeps its score. The same formula pools in training
-(moderator/training/frames.py, in torch) and in the worker (workers.features.pool_frames, with
-moderator.frame_pooling.pool_scores), so the served pooled score is the one training optimised.
+(moderator/training/frame_training.py, in torch) and in the worker
+(workers.features.pool_frames, with moderator.frame_pooling.pool_scores), so the served pooled
+score is the one training optimised.
 
 The module is an optional part of a fusion checkpoint: its own safetensors file named in
 config.json (`frame_attention: {hidden: H}`, `frame_attention_weights`), counted in the model
