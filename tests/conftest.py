@@ -12,15 +12,9 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from moderator.config import (
-    ClassifierArgs,
-    KafkaSettings,
-    RedisSettings,
-    ServingSettings,
-    Settings,
-    WorkerSettings,
-)
+from moderator.config import KafkaSettings, RedisSettings, Settings, WorkerSettings
 from moderator.local import LocalBroker, LocalRedis
+from moderator.serving_settings import ClassifierArgs, ServingSettings
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

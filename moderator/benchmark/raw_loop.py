@@ -8,12 +8,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from moderator.config import ClassifierArgs, DecodeLimits
+from moderator.config import DecodeLimits
 from moderator.demo.samples import SampleRecord
 from moderator.ingest import decode_post, normalise_caption
 from moderator.serving.classifier_deployment import load_replica_model
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest
 from moderator.serving.scoring import score_request
+from moderator.serving_settings import ClassifierArgs
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ import yaml
 from pydantic import SecretStr
 from ray import serve
 
-from moderator.config import ServingSettings, Settings, settings_file_data
+from moderator.config import Settings, settings_file_data
 from moderator.io import ensure_topics
 from moderator.local.broker import LocalBroker
 from moderator.local.redis_server import LocalRedis
 from moderator.serving.ray_auth import MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV
 from moderator.serving.runner import deploy_classifier, start_local_ray
+from moderator.serving_settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 

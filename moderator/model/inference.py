@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from moderator.config import PRECISIONS, Precision
 from moderator.model.errors import ModelLoadError
+from moderator.serving_settings import PRECISIONS, Precision
 
 __all__ = [
     "PRECISIONS",

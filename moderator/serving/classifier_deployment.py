@@ -5,7 +5,7 @@ requests that arrive together from several workers into one forward pass. Forwar
 passes run on one compute thread per replica, so while a batch computes the replica's
 event loop keeps receiving requests; everything that arrives meanwhile goes into the next
 forward pass together (ForwardMerger).
-The arguments (ClassifierArgs) are defined once, in moderator.config.
+The arguments (ClassifierArgs) are defined once, in moderator.serving_settings.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch
 from ray import serve
 from ray.serve import Application
 
-from moderator.config import BatchingConfig, ClassifierArgs
 from moderator.model import InferenceOptions, ModerationModel, load_model
 from moderator.model.inference import resolve_device
 from moderator.retrieval.serving import load_semantic_banks
@@ -28,6 +27,7 @@ from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.replica_metrics import ReplicaMetrics
 from moderator.serving.scoring import merge_requests, model_info, score_request, split_response
+from moderator.serving_settings import BatchingConfig, ClassifierArgs
 
 __all__ = [
     "DEPLOYMENT_NAME",

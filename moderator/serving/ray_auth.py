@@ -21,8 +21,8 @@ from typing import Any
 
 import grpc
 
-from moderator.config import ServingSettings
 from moderator.errors import ModeratorError
+from moderator.serving_settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from moderator.config import ServingSettings
 from moderator.errors import ModeratorError
 from moderator.serving.ray_auth import check_token, new_local_token, resolve_token, use_token
+from moderator.serving_settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from moderator.model.errors import ModelLoadError
 from moderator.model.inference import resolve_device
 from moderator.training.errors import TrainingDeviceError
 
-DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")  # as moderator.config.Device
+DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")  # as moderator.serving_settings.Device
 
 
 def training_device(requested: str) -> torch.device:

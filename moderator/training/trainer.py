@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
-from moderator.config import Device
 from moderator.model.fusion_config import Modalities
 from moderator.model.fusion_heads import CrossFusionHead, FusionHead, HeadConfig, build_head
 from moderator.model.fusion_model import apply_modalities
+from moderator.serving_settings import Device
 from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.itc import ImageTextContrastive

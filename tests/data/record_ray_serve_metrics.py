@@ -57,11 +57,11 @@ def main() -> int:
     import ray
     from ray import serve
 
-    from moderator.config import ServingSettings
     from moderator.local import free_port
     from moderator.serving.classifier_deployment import DEPLOYMENT_NAME
     from moderator.serving.ray_auth import new_local_token, use_token
     from moderator.serving.replica_metrics import ReplicaMetrics
+    from moderator.serving_settings import ServingSettings
 
     port = free_port()
     use_token(new_local_token())

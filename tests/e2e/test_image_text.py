@@ -11,12 +11,13 @@ import numpy as np
 import orjson
 import pytest
 
-from moderator.config import ServingSettings, Settings
+from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.demo.memes import render_meme
 from moderator.io import create_producer
 from moderator.local.stack import WorkerProcess, create_topics
 from moderator.schema import Decision
+from moderator.serving_settings import ServingSettings
 
 pytestmark = pytest.mark.e2e
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from moderator.config import ServingSettings, Settings
+from moderator.config import Settings
 from moderator.demo.collect import collect
 from moderator.errors import SIGNAL_PROBLEMS
 from moderator.local.stack import WorkerProcess, create_topics
 from moderator.schema import Decision
+from moderator.serving_settings import ServingSettings
 from tests.integration.test_worker_delivery import _produce, committed_offsets
 
 pytestmark = pytest.mark.e2e

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from moderator.config import ServingSettings, Settings
+from moderator.config import Settings
 from moderator.local import LocalBroker, LocalRedis
+from moderator.serving_settings import ServingSettings
 from tests.faults.harness import FaultRun, fault_run
 from tests.paths import REPO
 

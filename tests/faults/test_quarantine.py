@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from moderator.config import ServingSettings, Settings
+from moderator.config import Settings
 from moderator.policy.quarantine import POSTS_FIELD
 from moderator.quarantine_settings import QuarantineSettings
+from moderator.serving_settings import ServingSettings
 from tests.faults.harness import FaultRun, fault_run
 from tests.paths import REPO
 

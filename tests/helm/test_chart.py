@@ -118,8 +118,8 @@ def test_serve_config_builds_the_classifier_app(
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import ServeDeploySchema
 
-    from moderator.config import BatchingConfig
     from moderator.serving.classifier_deployment import LIVE_OPTIONS
+    from moderator.serving_settings import BatchingConfig
 
     rayservice = one(rendered[name], "RayService")
     config = ServeDeploySchema.model_validate(yaml.safe_load(rayservice["spec"]["serveConfigV2"]))

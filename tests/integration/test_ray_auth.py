@@ -17,8 +17,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from moderator.config import ServingSettings, Settings, settings_file_data
+from moderator.config import Settings, settings_file_data
 from moderator.serving.ray_auth import RayToken, cluster_accepts
+from moderator.serving_settings import ServingSettings
 from tests.integration.ray_start import REGISTRATION, RayStartCluster
 from tests.paths import REPO
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 CONNECT = """
 import sys
 import ray
-from moderator.config import ServingSettings
+from moderator.serving_settings import ServingSettings
 from moderator.serving.runner import connect_ray
 connect_ray(ServingSettings.model_validate_json(sys.argv[1]))
 print("answer", ray.get(ray.remote(lambda: 6 * 7).remote()))

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from ray import serve
 
-from moderator.config import ServingSettings
 from moderator.model import load_model
 from moderator.retrieval.importer import BankItem, build_bank, model_pixels
 from moderator.retrieval.settings import SemanticBankSettings
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.runner import deploy_classifier
+from moderator.serving_settings import ServingSettings
 
 pytestmark = pytest.mark.integration
 APP = "semantic-test"

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from ray import serve
 
-from moderator.config import DecodeLimits, ServingSettings
+from moderator.config import DecodeLimits
 from moderator.ingest import decode_post
 from moderator.model import load_model
 from moderator.serving.messages import ModelInfo
 from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
+from moderator.serving_settings import ServingSettings
 from moderator.signals.embeddings import model_embeddings
 from tests.unit.test_animated_frames import record
 from tests.unit.test_frame_attention import attention_checkpoint, video_post

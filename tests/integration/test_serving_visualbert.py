@@ -10,7 +10,6 @@ import pytest
 import torch
 from ray import serve
 
-from moderator.config import ServingSettings
 from moderator.model import load_model
 from moderator.model.single_stream import SingleStreamSpec, build_classifier
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
@@ -20,6 +19,7 @@ from moderator.model.two_stream_model import TwoStreamConfig, save_two_stream
 from moderator.serving.messages import NO_IMAGE, ModelInfo, ScoreRequest
 from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
+from moderator.serving_settings import ServingSettings
 
 pytestmark = pytest.mark.integration
 

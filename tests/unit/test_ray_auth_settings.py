@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from moderator.config import ServingSettings, Settings, load_settings, settings_file_data
+from moderator.config import Settings, load_settings, settings_file_data
 from moderator.errors import ConfigError
 from moderator.local.process import free_port
 from moderator.local.stack import worker_env
 from moderator.serving.ray_auth import RayAuthError, RayToken, check_token, resolve_token
+from moderator.serving_settings import ServingSettings
 
 TOKEN = "f" * 64
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from moderator.config import ClassifierArgs
+from moderator.serving_settings import ClassifierArgs
 from tests.helm.chart_render import CHART, one, render
 
 MINIMAL = CHART / "ci" / "minimal-values.yaml"

@@ -1,5 +1,5 @@
-"""The Classifier app's arguments (moderator.config.ClassifierArgs) are defined once and reach
-the deployment unchanged from a settings file, the environment and the Helm values.
+"""The Classifier app's arguments (moderator.serving_settings.ClassifierArgs) are defined once
+and reach the deployment unchanged from a settings file, the environment and the Helm values.
 
 The Helm tests render the chart (helm binary, tests/helm/helm_binary.py) and validate the
 rendered serveConfigV2 the way Serve does: `args` with the app builder's own type.
@@ -20,14 +20,7 @@ from pydantic import ValidationError
 from ray.serve.deployment import Deployment
 from ray.serve.schema import ServeDeploySchema
 
-from moderator.config import (
-    PRECISIONS,
-    ClassifierArgs,
-    ConfigError,
-    Device,
-    Settings,
-    load_settings,
-)
+from moderator.config import ConfigError, Settings, load_settings
 from moderator.model import InferenceOptions, ModelLoadError
 from moderator.serving import classifier_deployment
 from moderator.serving.classifier_deployment import (
@@ -36,6 +29,7 @@ from moderator.serving.classifier_deployment import (
     deployment_options,
     inference_options,
 )
+from moderator.serving_settings import PRECISIONS, ClassifierArgs, Device
 from tests.helm.chart_render import CHART, one, render
 
 # Every ClassifierArgs field away from its default (test_every_field_is_exercised checks).

@@ -20,11 +20,11 @@ import torch
 from pydantic import ValidationError
 from ray import serve
 
-from moderator.config import ClassifierArgs
 from moderator.serving import classifier_deployment
 from moderator.serving.messages import NO_IMAGE, NO_TEXT, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.serving.scoring import merge_requests, score_request, split_response
+from moderator.serving_settings import ClassifierArgs
 
 DIM = 3
 TEXT_DIM = 2
