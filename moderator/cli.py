@@ -17,6 +17,7 @@ from moderator.dlq_cli import dlq_app
 from moderator.errors import ModeratorError
 from moderator.policy.cli import bank_app, policy_app
 from moderator.training.cli import model_app
+from moderator.training.neighbours_cli import neighbours_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 schema_app = typer.Typer(no_args_is_help=True, help="Wire contracts (JSON Schema).")
@@ -27,6 +28,7 @@ app.add_typer(bank_app, name="bank")
 app.registered_commands += model_app.registered_commands
 app.command("calibrate")(calibrate_command)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(neighbours_app, name="neighbours")
 console = Console()
 
 ConfigOption = Annotated[

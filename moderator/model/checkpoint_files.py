@@ -31,8 +31,15 @@ BACKBONE_FILE = "backbone.safetensors"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 # FusionConfig fields added after its first checkpoints (the image-text matching head, the
-# frame attention pooling).
-ADDED_FIELDS = ("itm", "itm_weights", "frame_attention", "frame_attention_weights")
+# frame attention pooling, the kNN vote's examples).
+ADDED_FIELDS = (
+    "itm",
+    "itm_weights",
+    "frame_attention",
+    "frame_attention_weights",
+    "neighbours",
+    "neighbours_weights",
+)
 
 
 class WeightsConfig(Protocol):
@@ -113,12 +120,14 @@ def content_hash(directory: Path, config: WeightsConfig) -> str:
         if canonical.get(field) is None:
             canonical.pop(field, None)
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode("utf-8"))
-    # The ITM head's file only where there is one, so other checkpoints keep their versions.
+    # Optional files (ITM head, frame attention, kNN examples) only where there are some, so
+    # other checkpoints keep their versions.
     for name in (
         config.head_weights,
         config.backbone_weights,
         getattr(config, "itm_weights", None),
         getattr(config, "frame_attention_weights", None),
+        getattr(config, "neighbours_weights", None),
     ):
         if name is not None:
             path = directory / name

@@ -14,6 +14,7 @@ from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
 from moderator.model.checkpoint_files import HEAD_FILE
 from moderator.model.frame_attention import FrameAttentionConfig
 from moderator.model.fusion_heads import HeadConfig
+from moderator.model.neighbour_vote import NeighbourVoteConfig
 
 Modalities = Literal["both", "text", "image"]
 # The image-text matching head's score (moderator/training/itm.py), after the categories.
@@ -64,6 +65,12 @@ class FusionConfig(BaseModel):
     frame_attention_weights: str | None = Field(
         default=None, description="the frame attention's weights file"
     )
+    neighbours: NeighbourVoteConfig | None = Field(
+        default=None,
+        description="the kNN vote over labelled examples blended with the head's score "
+        "(moderator/model/neighbour_vote.py); None: the head alone",
+    )
+    neighbours_weights: str | None = Field(default=None, description="the labelled examples' file")
     training: dict[str, Any] = Field(default_factory=dict, description="provenance, free-form")
 
     @model_validator(mode="after")
@@ -75,6 +82,8 @@ class FusionConfig(BaseModel):
             raise ValueError("itm and itm_weights go together")
         if (self.frame_attention is None) != (self.frame_attention_weights is None):
             raise ValueError("frame_attention and frame_attention_weights go together")
+        if (self.neighbours is None) != (self.neighbours_weights is None):
+            raise ValueError("neighbours and neighbours_weights go together")
         return self
 
 

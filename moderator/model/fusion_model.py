@@ -40,6 +40,11 @@ from moderator.model.inference import (
     validate_options,
     warm_up,
 )
+from moderator.model.neighbour_vote import (
+    NEIGHBOURS_FILE,
+    NeighbourVote,
+    load_neighbours,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class FusionModerationModel:
         options: InferenceOptions | None = None,
         itm: FusionHead | None = None,
         frame_attention: FrameAttention | None = None,
+        neighbours: NeighbourVote | None = None,
     ) -> None:
         self.config = config
         self.options = options or InferenceOptions()
@@ -80,6 +86,10 @@ class FusionModerationModel:
             prepare_module(frame_attention, self.options) if frame_attention is not None else None
         )
         self.has_frame_attention = self.frame_attention is not None
+        # The kNN vote over labelled examples (neighbour_vote.py): fp32 on the device, never int8.
+        self.neighbours = (
+            neighbours.to(torch.device(self.options.device)) if neighbours is not None else None
+        )
         if self.options.compile:
             backbone.compile_encoders(self.options)
         if needs_warm_up(self.options):
@@ -143,10 +153,30 @@ class FusionModerationModel:
                 torch.from_numpy(image).to(device),
                 torch.from_numpy(has_image).to(device),
             )
-            logits = self.head(*inputs)
+            if self.neighbours is None:
+                scores = torch.sigmoid(self.head(*inputs).float())
+            else:
+                logits, fused = self.head.logits_and_features(*inputs)
+                scores = self.neighbours.blend(torch.sigmoid(logits.float()), fused)
             if self.itm is not None:
-                logits = torch.cat([logits, self.itm(*inputs)], dim=1)
-            return to_numpy(torch.sigmoid(logits.float()))
+                scores = torch.cat([scores, torch.sigmoid(self.itm(*inputs).float())], dim=1)
+            return to_numpy(scores)
+
+    def fused_features(
+        self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray
+    ) -> np.ndarray:
+        """The head's fused representations [N, F] (what the kNN vote compares), fp32."""
+        text, image, has_image = apply_modalities(
+            text, image_embeddings, has_image, self.config.modalities
+        )
+        device = self.options.device
+        with precision_context(self.options):
+            _, fused = self.head.logits_and_features(
+                torch.from_numpy(text).to(device),
+                torch.from_numpy(image).to(device),
+                torch.from_numpy(has_image).to(device),
+            )
+            return to_numpy(fused.float())
 
     def frame_logits(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Image embeddings [N, image_embedding_dim] → frame attention logits float32 [N]."""
@@ -252,12 +282,33 @@ def load_fusion(
     head = load_head(directory, config)  # cheap checks first, before loading encoders
     itm = load_head(directory, config, itm=True) if config.itm is not None else None
     attention = load_frame_attention(directory, config)
+    neighbours = None
+    if config.neighbours is not None and config.neighbours_weights is not None:
+        neighbours = load_neighbours(
+            directory / config.neighbours_weights,
+            config.neighbours,
+            len(config.categories),
+            fused_dim(head, config),
+        )
     backbone = load_backbone(config.backbone, config.preprocessing, directory)
     check_backbone(config, backbone, directory)
     if config.backbone_weights is not None:
         load_backbone_weights(directory, config.backbone_weights, backbone)
     version = checkpoint_version(config.name, directory, config)
-    return FusionModerationModel(config, backbone, head, version, options, itm, attention)
+    return FusionModerationModel(
+        config, backbone, head, version, options, itm, attention, neighbours
+    )
+
+
+def fused_dim(head: FusionHead, config: FusionConfig) -> int:
+    """Size of the head's fused representation (the input of its final linear layer)."""
+    with torch.inference_mode():
+        _, fused = head.logits_and_features(
+            torch.zeros(1, config.text_embedding_dim),
+            torch.zeros(1, config.image_embedding_dim),
+            torch.zeros(1, dtype=torch.bool),
+        )
+    return int(fused.shape[1])
 
 
 def load_frame_attention(directory: Path, config: FusionConfig) -> FrameAttention | None:
@@ -283,9 +334,11 @@ def save_fusion_checkpoint(
     backbone: BackboneEncoder | None = None,
     itm: FusionHead | None = None,
     frame_attention: FrameAttention | None = None,
+    neighbours: NeighbourVote | None = None,
 ) -> Path:
     """Write config.json and the safetensors files; pass backbone after stage-2 fine-tuning,
-    itm with an image-text matching head, frame_attention with a trained frame pooling."""
+    itm with an image-text matching head, frame_attention with a trained frame pooling,
+    neighbours with the kNN vote's labelled examples."""
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / config.head_weights, head.state_dict())
     if itm is not None:
@@ -299,6 +352,11 @@ def save_fusion_checkpoint(
             }
         )
         save_tensors(directory / FRAME_ATTENTION_FILE, frame_attention.state_dict())
+    if neighbours is not None:
+        config = config.model_copy(
+            update={"neighbours": neighbours.config, "neighbours_weights": NEIGHBOURS_FILE}
+        )
+        save_tensors(directory / NEIGHBOURS_FILE, neighbours.tensors())
     if backbone is not None:
         config = config.model_copy(update={"backbone_weights": BACKBONE_FILE})
         state = {

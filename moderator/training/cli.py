@@ -15,12 +15,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from moderator.errors import ModeratorError
 from moderator.tables import print_table
+from moderator.training.cli_options import (
+    CacheDir,
+    Category,
+    ImageField,
+    ImageRoot,
+    KnnK,
+    KnnTemperature,
+    KnnVoteWeight,
+    LabelField,
+    LabelMap,
+    Limit,
+    NoCache,
+    Preset,
+    Seed,
+    TargetPrecision,
+    TestFraction,
+    TextField,
+    TextSource,
+    TrainDevice,
+    ValFraction,
+    console,
+    dataset_spec,
+    progress_bar,
+    resolve_cache,
+)
 
 if TYPE_CHECKING:
     from moderator.model.single_stream import SingleStreamSpec
@@ -28,107 +51,7 @@ if TYPE_CHECKING:
     from moderator.training.trainer import TrainConfig
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Model training.")
-console = Console()
 logger = logging.getLogger(__name__)
-
-Preset = Annotated[
-    str | None, typer.Option(help="Field mapping preset: hateful-memes (default) or davidson.")
-]
-TextField = Annotated[str | None, typer.Option(help="Field holding the caption.")]
-TextSource = Annotated[
-    str | None,
-    typer.Option(
-        help="What the text field holds: image_text (a meme's overlaid text; hateful-memes "
-        "preset) or caption (davidson preset). Image-text models are served OCR'd image text."
-    ),
-]
-ImageField = Annotated[
-    str | None, typer.Option(help="Field holding the image path; 'none' for caption-only data.")
-]
-LabelField = Annotated[
-    list[str] | None,
-    typer.Option(help="Label field; repeat for one field per category. A list value is fine."),
-]
-LabelMap = Annotated[
-    list[str] | None,
-    typer.Option(help="VALUE=CAT[,CAT...] (VALUE= for a negative); repeatable."),
-]
-Category = Annotated[list[str] | None, typer.Option(help="Category names, in order; repeatable.")]
-ImageRoot = Annotated[Path | None, typer.Option(help="Folder image paths are relative to.")]
-CacheDir = Annotated[
-    Path | None,
-    typer.Option(help="Embedding cache; default $MODERATOR_CACHE_DIR or ~/.cache/moderator."),
-]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Recompute embeddings.")]
-Limit = Annotated[int | None, typer.Option(help="Use a seeded stratified sample of N rows.")]
-Seed = Annotated[int, typer.Option(help="Seed of the split, the sample and the training.")]
-ValFraction = Annotated[float, typer.Option(help="Share of rows for validation.")]
-TestFraction = Annotated[float, typer.Option(help="Share of rows held out for the test report.")]
-TargetPrecision = Annotated[
-    float, typer.Option(help="Suggest the lowest threshold reaching this precision.")
-]
-TrainDevice = Annotated[
-    str, typer.Option(help="auto (CUDA when torch sees one, else CPU) | cpu | cuda | cuda:N.")
-]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def dataset_spec(
-    preset: str | None,
-    text_field: str | None,
-    image_field: str | None,
-    label_field: list[str] | None,
-    label_map: list[str] | None,
-    category: list[str] | None,
-    image_root: Path | None,
-) -> Any:
-    """A DatasetSpec: the preset's mapping with every given option replacing its field."""
-    from moderator.training.dataset import PRESETS
-
-    base = PRESETS.get(preset or "hateful-memes")
-    if base is None:
-        raise typer.BadParameter(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    changes: dict[str, Any] = {}
-    if text_field:
-        changes["text_field"] = text_field
-    if image_field:
-        changes["image_field"] = None if image_field.lower() == "none" else image_field
-    if label_field:
-        changes["label_fields"] = label_field
-        changes["categories"] = None  # derived from the new fields unless given
-        changes["label_map"] = {}
-    if label_map:
-        changes["label_map"] = dict(_parse_label_map(item) for item in label_map)
-        if not category:
-            changes["categories"] = None
-    if category:
-        changes["categories"] = category
-    if image_root:
-        changes["image_root"] = image_root
-    return type(base).model_validate({**base.model_dump(), **changes})
-
-
-def _parse_label_map(item: str) -> tuple[str, list[str]]:
-    value, sep, names = item.partition("=")
-    if not sep or not value:
-        raise typer.BadParameter(f"--label-map {item!r}: expected VALUE=CAT[,CAT...]")
-    return value.strip(), [n.strip() for n in names.split(",") if n.strip()]
-
-
-def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
-    from moderator.training.embedding_cache import default_cache_dir
-
-    return None if no_cache else cache_dir or default_cache_dir()
 
 
 def _print_metrics(title: str, metrics: dict[str, Any]) -> None:
@@ -205,6 +128,9 @@ def train(
     rgcl_temperature: Annotated[
         float, typer.Option(help="RGCL: temperature of the InfoNCE loss.")
     ] = 0.1,
+    knn_vote_weight: KnnVoteWeight = 0.0,
+    knn_k: KnnK = 10,
+    knn_temperature: KnnTemperature = 0.1,
     itc_weight: Annotated[
         float,
         typer.Option(
@@ -316,6 +242,9 @@ def train(
                 "rgcl_weight": rgcl_weight,
                 "rgcl_negatives": rgcl_negatives,
                 "rgcl_temperature": rgcl_temperature,
+                "knn_vote_weight": knn_vote_weight,
+                "knn_k": knn_k,
+                "knn_temperature": knn_temperature,
                 "itc_weight": itc_weight,
                 "stage2_itc_weight": stage2_itc_weight,
                 "itm": itm,
@@ -346,19 +275,19 @@ def train(
     try:
         # Before any data is read: a device torch cannot see fails at once.
         console.print(f"training on {training_device(config.device)}")
-        with _progress() as progress:
+        with progress_bar() as progress:
             if arch is not None:
                 from moderator.training.single_stream import run_single_stream
 
                 report = run_single_stream(
                     data, spec, arch, config, out, report_dir, val_data,
-                    _cache(cache_dir, no_cache), limit, progress, image_size,
+                    resolve_cache(cache_dir, no_cache), limit, progress, image_size,
                     new_layers_learning_rate,
                 )  # fmt: skip
             else:
                 report = run_training(
                     data, spec, backbone_spec, config, out, report_dir, val_data,
-                    _cache(cache_dir, no_cache), limit, progress, image_size,
+                    resolve_cache(cache_dir, no_cache), limit, progress, image_size,
                     frame_pooling,  # type: ignore[arg-type]  # checked above
                 )  # fmt: skip
     except ModeratorError as e:
@@ -473,11 +402,11 @@ def evaluate(
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             report = run_eval(
                 checkpoint, data, spec, report_dir, split, precision, seed,
                 val_fraction, test_fraction, target_precision, limit,
-                _cache(cache_dir, no_cache), progress, device,
+                resolve_cache(cache_dir, no_cache), progress, device,
             )  # fmt: skip
     except (ModeratorError, ValueError) as e:
         console.print(f"[red]{e}[/]")

@@ -14,13 +14,14 @@ import torch
 from rich.progress import Progress
 
 from moderator.frame_pooling import FramePoolingMethod
-from moderator.model.backbone_base import BackboneSpec, ImagePreprocessing
+from moderator.model.backbone_base import BackboneEncoder, BackboneSpec, ImagePreprocessing
 from moderator.model.backbone_offline import offline_preprocessing
 from moderator.model.backbones import load_backbone
 from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import save_fusion_checkpoint
+from moderator.model.neighbour_vote import NeighbourVote
 from moderator.training.dataset import (
     Dataset,
     DatasetSpec,
@@ -34,6 +35,7 @@ from moderator.training.errors import TrainingDataError
 from moderator.training.finetune import finetune_encoders
 from moderator.training.frame_training import needs_frame_training, run_frame_training
 from moderator.training.metrics import auroc
+from moderator.training.neighbours import build_neighbours, vote_scores
 from moderator.training.report import (
     CURVES_FILE,
     ROC_FILE,
@@ -150,7 +152,12 @@ def run_training(
         finetune_encoders(backbone, head, splits.train, splits.val, config, history, progress)
         backbone.to(device)  # for the embeddings below; the checkpoint saves CPU copies
         val_emb = compute_embeddings(backbone, splits.val, progress)
-    val_scores = predict(head, val_emb, config.modalities)
+    neighbours = _neighbours(head, train_emb, splits, config, backbone, progress)
+    val_scores = (
+        predict(head, val_emb, config.modalities)
+        if neighbours is None
+        else vote_scores(head, neighbours, val_emb, config.modalities)
+    )
     itm_head, itm_report = _matching_head(train_emb, val_emb, splits, config, progress)
     thresholds, suggested = choose_thresholds(
         splits.val.labels(), val_scores, categories, config.target_precision
@@ -169,7 +176,12 @@ def run_training(
         training=provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )
     save_fusion_checkpoint(
-        out, fusion_config, head, backbone if config.unfreeze else None, itm_head
+        out,
+        fusion_config,
+        head,
+        backbone if config.unfreeze else None,
+        itm_head,
+        neighbours=neighbours,
     )
     saved = read_config(FusionConfig, out)
     report: dict[str, Any] = {
@@ -190,6 +202,8 @@ def run_training(
             if config.unfreeze
             else whole.subset(splits.parts["test"])
         )
+        if neighbours is not None:
+            return vote_scores(head, neighbours, embeddings, config.modalities)
         return predict(head, embeddings, config.modalities)
 
     return finish_report(
@@ -274,6 +288,26 @@ def _matching_head(
     }
 
 
+def _neighbours(
+    head: FusionHead,
+    train: Embeddings,
+    splits: Splits,
+    config: TrainConfig,
+    backbone: BackboneEncoder,
+    progress: Progress | None,
+) -> NeighbourVote | None:
+    """With --knn-vote-weight: the training rows as the kNN vote's examples (after stage 2,
+    re-embedded by the fine-tuned encoders, as serving will embed posts)."""
+    if not config.knn_vote_weight:
+        return None
+    if config.unfreeze:
+        train = compute_embeddings(backbone, splits.train, progress)
+    return build_neighbours(
+        head, train, splits.train.labels(), config.modalities,
+        config.knn_k, config.knn_temperature, config.knn_vote_weight,
+    )  # fmt: skip
+
+
 def _amp_name(device: torch.device, config: TrainConfig) -> str | None:
     dtype = amp_dtype(device, config.amp)
     return None if dtype is None else str(dtype).removeprefix("torch.")
@@ -320,6 +354,17 @@ def provenance(
                 }
             }
             if config.rgcl_weight
+            else {}
+        ),
+        **(
+            {
+                "knn_vote": {
+                    "weight": config.knn_vote_weight,
+                    "k": config.knn_k,
+                    "temperature": config.knn_temperature,
+                }
+            }
+            if config.knn_vote_weight
             else {}
         ),
         **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),

@@ -84,6 +84,17 @@ class TrainConfig(BaseModel):
     rgcl_temperature: float = Field(
         default=0.1, gt=0, description="RGCL: temperature of the InfoNCE loss"
     )
+    knn_vote_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of the kNN vote of the training rows in the served score "
+        "(RGCL's inference; moderator/model/neighbour_vote.py; 0: the head alone)",
+    )
+    knn_k: int = Field(default=10, gt=0, description="kNN vote: nearest training rows that vote")
+    knn_temperature: float = Field(
+        default=0.1, gt=0, description="kNN vote: votes weigh softmax(cosine / temperature)"
+    )
     itc_weight: float = Field(
         default=0.0,
         ge=0,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from moderator.training.cli import dataset_spec
+from moderator.training.cli_options import dataset_spec
 from moderator.training.dataset import (
     PRESETS,
     DatasetSpec,
