@@ -21,6 +21,15 @@ from rich.table import Table
 
 from moderator.errors import ModeratorError
 from moderator.tables import print_table
+from moderator.training.train_options import (
+    DistillAlpha,
+    ItcWeight,
+    Momentum,
+    RgclNegatives,
+    RgclTemperature,
+    RgclWeight,
+    Stage2ItcWeight,
+)
 
 if TYPE_CHECKING:
     from moderator.model.single_stream import SingleStreamSpec
@@ -193,32 +202,13 @@ def train(
         bool,
         typer.Option(help="Stage 2 on CUDA: bf16 autocast (fp16 + loss scaling without bf16)."),
     ] = True,
-    rgcl_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 1: weight of the retrieval-guided contrastive loss (RGCL); 0 = off."
-        ),
-    ] = 0.0,
-    rgcl_negatives: Annotated[
-        int, typer.Option(help="RGCL: hard negatives retrieved per example.")
-    ] = 8,
-    rgcl_temperature: Annotated[
-        float, typer.Option(help="RGCL: temperature of the InfoNCE loss.")
-    ] = 0.1,
-    itc_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 1: weight of the image-text contrastive loss (ALBEF's ITC) on the cross "
-            "head's text and image projections; 0 = off."
-        ),
-    ] = 0.0,
-    stage2_itc_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 2 (--unfreeze): weight of the image-text contrastive loss on the cross "
-            "head's projections of the fine-tuning encoders' embeddings; 0 = off."
-        ),
-    ] = 0.0,
+    rgcl_weight: RgclWeight = 0.0,
+    rgcl_negatives: RgclNegatives = 8,
+    rgcl_temperature: RgclTemperature = 0.1,
+    itc_weight: ItcWeight = 0.0,
+    stage2_itc_weight: Stage2ItcWeight = 0.0,
+    distill_alpha: DistillAlpha = 0.0,
+    momentum: Momentum = 0.995,
     itm: Annotated[
         bool,
         typer.Option(
@@ -318,6 +308,8 @@ def train(
                 "rgcl_temperature": rgcl_temperature,
                 "itc_weight": itc_weight,
                 "stage2_itc_weight": stage2_itc_weight,
+                "distill_alpha": distill_alpha,
+                "momentum": momentum,
                 "itm": itm,
             }
         )
@@ -396,6 +388,7 @@ def _single_stream(
         "--rgcl-weight": config.rgcl_weight > 0,
         "--itc-weight": config.itc_weight > 0,
         "--stage2-itc-weight": config.stage2_itc_weight > 0,
+        "--distill-alpha": config.distill_alpha > 0,
         "--modalities": config.modalities != "both",
         "--itm": config.itm,
     }
