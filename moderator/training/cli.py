@@ -24,9 +24,6 @@ from moderator.training.cli_options import (
     Category,
     ImageField,
     ImageRoot,
-    KnnK,
-    KnnTemperature,
-    KnnVoteWeight,
     LabelField,
     LabelMap,
     Limit,
@@ -43,6 +40,18 @@ from moderator.training.cli_options import (
     dataset_spec,
     progress_bar,
     resolve_cache,
+)
+from moderator.training.train_options import (
+    DistillAlpha,
+    ItcWeight,
+    KnnK,
+    KnnTemperature,
+    KnnVoteWeight,
+    Momentum,
+    RgclNegatives,
+    RgclTemperature,
+    RgclWeight,
+    Stage2ItcWeight,
 )
 
 if TYPE_CHECKING:
@@ -116,35 +125,16 @@ def train(
         bool,
         typer.Option(help="Stage 2 on CUDA: bf16 autocast (fp16 + loss scaling without bf16)."),
     ] = True,
-    rgcl_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 1: weight of the retrieval-guided contrastive loss (RGCL); 0 = off."
-        ),
-    ] = 0.0,
-    rgcl_negatives: Annotated[
-        int, typer.Option(help="RGCL: hard negatives retrieved per example.")
-    ] = 8,
-    rgcl_temperature: Annotated[
-        float, typer.Option(help="RGCL: temperature of the InfoNCE loss.")
-    ] = 0.1,
+    rgcl_weight: RgclWeight = 0.0,
+    rgcl_negatives: RgclNegatives = 8,
+    rgcl_temperature: RgclTemperature = 0.1,
     knn_vote_weight: KnnVoteWeight = 0.0,
     knn_k: KnnK = 10,
     knn_temperature: KnnTemperature = 0.1,
-    itc_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 1: weight of the image-text contrastive loss (ALBEF's ITC) on the cross "
-            "head's text and image projections; 0 = off."
-        ),
-    ] = 0.0,
-    stage2_itc_weight: Annotated[
-        float,
-        typer.Option(
-            help="Stage 2 (--unfreeze): weight of the image-text contrastive loss on the cross "
-            "head's projections of the fine-tuning encoders' embeddings; 0 = off."
-        ),
-    ] = 0.0,
+    itc_weight: ItcWeight = 0.0,
+    stage2_itc_weight: Stage2ItcWeight = 0.0,
+    distill_alpha: DistillAlpha = 0.0,
+    momentum: Momentum = 0.995,
     itm: Annotated[
         bool,
         typer.Option(
@@ -247,6 +237,8 @@ def train(
                 "knn_temperature": knn_temperature,
                 "itc_weight": itc_weight,
                 "stage2_itc_weight": stage2_itc_weight,
+                "distill_alpha": distill_alpha,
+                "momentum": momentum,
                 "itm": itm,
             }
         )
@@ -325,6 +317,8 @@ def _single_stream(
         "--rgcl-weight": config.rgcl_weight > 0,
         "--itc-weight": config.itc_weight > 0,
         "--stage2-itc-weight": config.stage2_itc_weight > 0,
+        "--distill-alpha": config.distill_alpha > 0,
+        "--knn-vote-weight": config.knn_vote_weight > 0,
         "--modalities": config.modalities != "both",
         "--itm": config.itm,
     }

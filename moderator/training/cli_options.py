@@ -110,16 +110,3 @@ def resolve_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     from moderator.training.embedding_cache import default_cache_dir
 
     return None if no_cache else cache_dir or default_cache_dir()
-
-
-KnnVoteWeight = Annotated[
-    float,
-    typer.Option(
-        help="Share of the kNN vote of the training rows in the served score (RGCL's "
-        "inference); 0 = the head alone. Add examples later with `moderator neighbours add`."
-    ),
-]
-KnnK = Annotated[int, typer.Option(help="kNN vote: nearest examples that vote.")]
-KnnTemperature = Annotated[
-    float, typer.Option(help="kNN vote: votes weigh softmax(cosine / temperature).")
-]

@@ -8,7 +8,8 @@ moderator/training/device.py); on CPU it works but is only practical for small m
 With `stage2_itc_weight` > 0 the loss adds ALBEF's image-text contrastive term
 (moderator/training/itc.py) on the cross head's projections of the embeddings the encoders
 compute in that step, so, unlike stage 1's ITC, the gradient reaches the encoders: they are
-aligned before the head fuses them, as in ALBEF. No momentum distillation.
+aligned before the head fuses them, as in ALBEF. Stage 2 has no momentum distillation (stage
+1's `distill_alpha`, moderator/training/momentum.py, trains the head only).
 """
 
 from __future__ import annotations

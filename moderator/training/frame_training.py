@@ -67,6 +67,7 @@ def refuse_unsupported(config: TrainConfig, pooling: FramePoolingMethod) -> None
         "--rgcl-weight": config.rgcl_weight > 0,
         "--itc-weight": config.itc_weight > 0,
         "--knn-vote-weight": config.knn_vote_weight > 0,
+        "--distill-alpha": config.distill_alpha > 0,
     }
     given = [flag for flag, on in refused.items() if on]
     if given:

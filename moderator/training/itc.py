@@ -12,7 +12,10 @@ without an image take no part), divided by a learnable temperature.
 The temperature lives here, not in the head: it is a training-only parameter, so the saved head
 (and the serving checkpoint format) is the same with or without ITC. As in CLIP it is
 log-parameterised, and as in ALBEF it starts at 0.07 and is kept within [0.001, 0.5].
-No momentum distillation.
+
+With momentum distillation (stage 1, moderator/training/momentum.py) the targets are softened
+by the momentum head's projections (`distilled_itc_loss`, ALBEF's ITC with MoD); in-batch
+negatives only (no momentum queue). Stage 2's ITC (finetune.py) has no momentum distillation.
 """
 
 from __future__ import annotations
@@ -47,6 +50,37 @@ def itc_loss(
     return loss
 
 
+def distilled_itc_loss(
+    text: torch.Tensor,
+    image: torch.Tensor,
+    has_image: torch.Tensor,
+    temperature: torch.Tensor,
+    momentum: tuple[torch.Tensor, torch.Tensor],
+    alpha: float,
+) -> torch.Tensor:
+    """itc_loss with ALBEF's momentum-distilled targets: for text→image,
+    (1-alpha)·one-hot + alpha·softmax(t_m · i_mᵀ / τ) from the momentum head's projections
+    `momentum` (text, image; normalised here, no gradient), and the same for image→text.
+    alpha = 0 is itc_loss (up to rounding)."""
+    rows = has_image.nonzero(as_tuple=True)[0]
+    if len(rows) < 2:
+        return (text.sum() + image.sum()) * 0.0 + temperature * 0.0
+    t = nn.functional.normalize(text[rows], dim=1)
+    i = nn.functional.normalize(image[rows], dim=1)
+    logits = t @ i.T / temperature
+    with torch.no_grad():
+        tm = nn.functional.normalize(momentum[0][rows], dim=1)
+        im = nn.functional.normalize(momentum[1][rows], dim=1)
+        momentum_logits = tm @ im.T / temperature
+        one_hot = torch.eye(len(rows), device=logits.device, dtype=logits.dtype)
+        text_targets = (1 - alpha) * one_hot + alpha * momentum_logits.softmax(dim=1)
+        image_targets = (1 - alpha) * one_hot + alpha * momentum_logits.T.softmax(dim=1)
+    text_to_image = -(logits.log_softmax(dim=1) * text_targets).sum(dim=1).mean()
+    image_to_text = -(logits.T.log_softmax(dim=1) * image_targets).sum(dim=1).mean()
+    loss: torch.Tensor = (text_to_image + image_to_text) / 2
+    return loss
+
+
 class ImageTextContrastive(nn.Module):
     """The learnable temperature and the loss; train it alongside the head, save only the head."""
 
@@ -59,8 +93,16 @@ class ImageTextContrastive(nn.Module):
         return self.log_temperature.exp()
 
     def forward(
-        self, text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor
+        self,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        has_image: torch.Tensor,
+        momentum: tuple[torch.Tensor, torch.Tensor] | None = None,
+        alpha: float = 0.0,
     ) -> torch.Tensor:
+        """The loss; with `momentum` (the momentum head's projections), the distilled one."""
         with torch.no_grad():  # ALBEF clamps the temperature in place before each use
             self.log_temperature.clamp_(math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE))
-        return itc_loss(text, image, has_image, self.temperature)
+        if momentum is None:
+            return itc_loss(text, image, has_image, self.temperature)
+        return distilled_itc_loss(text, image, has_image, self.temperature, momentum, alpha)

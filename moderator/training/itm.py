@@ -20,7 +20,13 @@ from moderator.model.fusion_heads import FusionHead
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.errors import TrainingDataError
 from moderator.training.metrics import auroc
-from moderator.training.trainer import History, TrainConfig, predict, train_head
+from moderator.training.trainer import (
+    DEFAULT_MOMENTUM,
+    History,
+    TrainConfig,
+    predict,
+    train_head,
+)
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,7 +57,16 @@ def train_itm(
     """The ITM head, its history and its validation AUROC at telling mismatches from matches."""
     train_pairs, train_labels = matching_pairs(train, config.seed)
     val_pairs, val_labels = matching_pairs(val, config.seed + 1)
-    plain = config.model_copy(update={"rgcl_weight": 0.0, "itc_weight": 0.0, "modalities": "both"})
+    # The classifier's extra losses (RGCL, ITC, momentum distillation) are its own, not ITM's.
+    plain = config.model_copy(
+        update={
+            "rgcl_weight": 0.0,
+            "itc_weight": 0.0,
+            "distill_alpha": 0.0,
+            "momentum": DEFAULT_MOMENTUM,
+            "modalities": "both",
+        }
+    )
     head, history = train_head(train_pairs, train_labels, val_pairs, val_labels, plain, progress)
     scores = predict(head, val_pairs, "both")
     return head, history, auroc(val_labels[:, 0], scores[:, 0]) or 0.5

@@ -369,6 +369,16 @@ def provenance(
         ),
         **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
         **(
+            {
+                "momentum_distillation": {
+                    "alpha": config.distill_alpha,
+                    "momentum": config.momentum,
+                }
+            }
+            if config.distill_alpha
+            else {}
+        ),
+        **(
             {"stage2_itc": {"weight": config.stage2_itc_weight}} if config.stage2_itc_weight else {}
         ),
         **({"itm": True} if config.itm else {}),

@@ -5,8 +5,11 @@ Seeded: the same data, configuration and seed give the same weights (on the same
 Early stopping watches the validation set's mean AUROC; the best epoch's weights are kept.
 With `rgcl_weight` > 0, stage 1 adds retrieval-guided contrastive learning (moderator/training/
 rgcl.py); with `itc_weight` > 0, an image-text contrastive loss on the cross head's text and
-image projections (moderator/training/itc.py, ALBEF's ITC). The training loss in History then
-includes those terms. Stage 2 (finetune.py) trains with the classification loss only.
+image projections (moderator/training/itc.py, ALBEF's ITC); with `distill_alpha` > 0, ALBEF's
+momentum distillation (moderator/training/momentum.py: soft targets from an EMA copy of the
+head, for the classification loss and for ITC). The training loss in History then includes
+those terms (against the soft targets). Stage 2 (finetune.py) has none of them, except its own
+ITC (`stage2_itc_weight`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.itc import ImageTextContrastive
 from moderator.training.metrics import mean_auroc
+from moderator.training.momentum import MomentumHead, ramped_alpha, soft_labels
 from moderator.training.rgcl import build_index, label_groups, rgcl_loss
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 ClassWeighting = Literal["none", "sqrt", "balanced"]
 MAX_POS_WEIGHT = 100.0
 AUROC_TIE = 1e-4
+DEFAULT_MOMENTUM = 0.995
 
 
 class TrainConfig(BaseModel):
@@ -107,6 +112,19 @@ class TrainConfig(BaseModel):
         description="stage 2: weight of the image-text contrastive loss on the cross head's "
         "projections of the fine-tuning encoders' embeddings (ALBEF's ITC; 0: off)",
     )
+    distill_alpha: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="stage 1: weight of the momentum head's soft targets (ALBEF's momentum "
+        "distillation, ramped up over the first epoch; 0: off)",
+    )
+    momentum: float = Field(
+        default=DEFAULT_MOMENTUM,
+        gt=0,
+        lt=1,
+        description="momentum distillation: EMA factor of the copy",
+    )
 
     itm: bool = Field(
         default=False,
@@ -123,6 +141,8 @@ class TrainConfig(BaseModel):
             )
         if self.stage2_itc_weight > 0 and not self.unfreeze:
             raise ValueError("stage2_itc_weight needs unfreeze (stage 2 is where it applies)")
+        if self.momentum != DEFAULT_MOMENTUM and self.distill_alpha == 0:
+            raise ValueError("momentum is an option of momentum distillation: set distill_alpha")
         weights = {"itc_weight": self.itc_weight, "stage2_itc_weight": self.stage2_itc_weight}
         for name, weight in weights.items():
             if weight > 0 and self.head.type != "cross":
@@ -207,6 +227,9 @@ def train_head(
     val_inputs = tuple(t.to(device) for t in _tensors(val, config.modalities))
     val_targets = torch.from_numpy(val_labels.astype(np.float32)).to(device)
     groups = label_groups(labels) if config.rgcl_weight > 0 else None
+    # MoD: an EMA copy of the head makes soft targets; off, nothing is built.
+    mod = MomentumHead(head, config.momentum) if config.distill_alpha > 0 else None
+    steps_per_epoch, step = math.ceil(len(labels) / config.batch_size), 0
     history = History()
     best_state, best_score, best_loss = copy.deepcopy(head.state_dict()), -math.inf, math.inf
     task = progress.add_task("stage 1: head", total=config.epochs) if progress else None
@@ -218,22 +241,31 @@ def train_head(
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size].to(device)
+            inputs = (text[rows], image[rows], has_image[rows])
+            alpha = ramped_alpha(config.distill_alpha, step, steps_per_epoch)
+            targets = (
+                labels[rows]
+                if mod is None
+                else soft_labels(labels[rows], mod.logits(*inputs), alpha)
+            )
             if index is None or groups is None:
-                loss = loss_fn(head(text[rows], image[rows], has_image[rows]), labels[rows])
+                loss = loss_fn(head(*inputs), targets)
             else:
-                logits, features = head.logits_and_features(
-                    text[rows], image[rows], has_image[rows]
-                )
+                logits, features = head.logits_and_features(*inputs)
                 contrastive = rgcl_loss(
                     features, rows, index, groups, config.rgcl_negatives, config.rgcl_temperature
                 )
-                loss = loss_fn(logits, labels[rows]) + config.rgcl_weight * contrastive
+                loss = loss_fn(logits, targets) + config.rgcl_weight * contrastive
             if itc is not None and isinstance(head, CrossFusionHead):
-                projected = head.unimodal_projections(text[rows], image[rows], has_image[rows])
-                loss = loss + config.itc_weight * itc(*projected, has_image[rows])
+                projected = head.unimodal_projections(*inputs)
+                momentum = None if mod is None else mod.projections(*inputs)
+                loss = loss + config.itc_weight * itc(*projected, has_image[rows], momentum, alpha)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if mod is not None:
+                mod.update(head)
+            step += 1
             total += float(loss.detach()) * len(rows)
         head.eval()
         with torch.inference_mode():

@@ -24,13 +24,16 @@ from moderator.model.errors import ModelLoadError
 from moderator.model.fusion_model import FusionModerationModel, load_head, save_fusion_checkpoint
 from moderator.model.neighbour_vote import NEIGHBOURS_FILE, NeighbourVote, NeighbourVoteConfig
 from moderator.training.embedding_cache import Embeddings, cached_embeddings
+from moderator.training.errors import TrainingDataError
+from moderator.training.frame_training import refuse_unsupported
 from moderator.training.metrics import auroc
 from moderator.training.neighbours import build_neighbours, merge_examples
 from moderator.training.neighbours_cli import neighbours_app
 from moderator.training.synthetic import CATEGORY, write_synthetic_dataset
+from moderator.training.trainer import TrainConfig
 from tests.unit.test_model_backbones import tiny_clip_dir  # noqa: F401
 from tests.unit.test_model_fusion_checkpoint import write_checkpoint
-from tests.unit.test_training_pipeline import SPEC, train
+from tests.unit.test_training_pipeline import SPEC, cli_app, train
 
 ROWS = 200  # the test checks that scores agree, not how well the head learns
 
@@ -163,7 +166,6 @@ def test_trained_with_the_vote_then_examples_added_without_retraining(
     assert isinstance(model, FusionModerationModel)
     # The loaded checkpoint's test AUROC is the one training reported: same scores.
     from moderator.training.run import load_splits
-    from moderator.training.trainer import TrainConfig
 
     splits = load_splits(synthetic, SPEC, None, TrainConfig(val_fraction=0.2, test_fraction=0.25))
     assert splits.test is not None
@@ -225,3 +227,23 @@ def test_trained_with_the_vote_then_examples_added_without_retraining(
 def report_rows(checkpoint: Path, split: str) -> int:
     rows: int = json.loads((checkpoint / "config.json").read_text())["training"]["rows"][split]
     return rows
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--knn-vote-weight", "1.5"], "knn_vote_weight"),
+        (["--knn-vote-weight", "0.5", "--knn-k", "0"], "knn_k"),
+        (["--knn-vote-weight", "0.5", "--architecture", "visualbert"], "--knn-vote-weight"),
+    ],
+)
+def test_train_refuses_what_the_vote_cannot_use(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(
+        cli_app(), ["train", str(tmp_path / "none.jsonl"), "--out", str(tmp_path), *options]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    with pytest.raises(TrainingDataError, match="--knn-vote-weight"):
+        refuse_unsupported(TrainConfig(knn_vote_weight=0.5), "max")  # video or frame rows
