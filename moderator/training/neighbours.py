@@ -30,6 +30,7 @@ from moderator.model.neighbour_vote import (
 from moderator.training.dataset import Dataset
 from moderator.training.embedding_cache import Embeddings
 from moderator.training.errors import TrainingDataError
+from moderator.training.report import choose_thresholds
 from moderator.training.rgcl import build_index
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Added:
     replaced: int
     positives: dict[str, int]
     file_bytes: int
+    thresholds: dict[str, float]
+    """The checkpoint's thresholds: re-chosen on validation data when given, else kept."""
 
 
 def merge_examples(
@@ -134,10 +137,13 @@ def add_examples(
     embeddings: Embeddings,
     out: Path,
     vote: dict[str, Any],
+    validation: tuple[Dataset, Embeddings] | None = None,
 ) -> Added:
     """Write `checkpoint` plus `dataset`'s rows as labelled examples to `out` (a new checkpoint
     with a new model version). vote: k / temperature / weight to set (None: keep the
-    checkpoint's, or the defaults for a checkpoint without examples)."""
+    checkpoint's, or the defaults for a checkpoint without examples). With `validation`, the
+    thresholds are chosen again (best F1) on its scores with the new examples: more examples
+    move the vote, and thresholds chosen for the old ones need not fit."""
     config = model.config
     if [*dataset.categories] != list(config.categories):
         raise TrainingDataError(
@@ -166,10 +172,21 @@ def add_examples(
     settings = {**base, **{k: v for k, v in vote.items() if v is not None}}
     vote_config = NeighbourVoteConfig(**settings, examples=len(features))
     neighbours = NeighbourVote(vote_config, features.to(FEATURE_FORMAT), labels)
+    thresholds = dict(config.thresholds)
+    if validation is not None:
+        val_data, val_embeddings = validation
+        scores = vote_scores(head, neighbours, val_embeddings, config.modalities)
+        thresholds, _ = choose_thresholds(
+            val_data.labels(), scores, list(config.categories), target_precision=0.9
+        )
     shutil.copytree(checkpoint, out, dirs_exist_ok=True)
     save_tensors(out / NEIGHBOURS_FILE, neighbours.tensors())
     updated = config.model_copy(
-        update={"neighbours": vote_config, "neighbours_weights": NEIGHBOURS_FILE}
+        update={
+            "neighbours": vote_config,
+            "neighbours_weights": NEIGHBOURS_FILE,
+            "thresholds": thresholds,
+        }
     )
     write_config(out, FusionConfig.model_validate(updated.model_dump()))
     added = len(features) - len(old_features)
@@ -183,4 +200,5 @@ def add_examples(
             category: int(labels[:, c].sum()) for c, category in enumerate(config.categories)
         },
         file_bytes=(out / NEIGHBOURS_FILE).stat().st_size,
+        thresholds=thresholds,
     )

@@ -38,6 +38,10 @@ def add(
     checkpoint: Annotated[Path, typer.Argument(help="Fusion checkpoint directory.")],
     data: Annotated[Path, typer.Argument(help="JSONL or CSV of labelled posts.")],
     out: Annotated[Path, typer.Option(help="New checkpoint directory to write.")],
+    val_data: Annotated[
+        Path | None,
+        typer.Option(help="Choose the thresholds again on this labelled file (else kept)."),
+    ] = None,
     preset: Preset = None,
     text_field: TextField = None,
     text_source: TextSource = None,
@@ -65,8 +69,12 @@ def add(
     from moderator.model import load_model
     from moderator.model.errors import ModelLoadError
     from moderator.model.fusion_model import FusionModerationModel
-    from moderator.training.dataset import read_dataset
-    from moderator.training.embedding_cache import cached_embeddings, compute_embeddings
+    from moderator.training.dataset import Dataset, read_dataset
+    from moderator.training.embedding_cache import (
+        Embeddings,
+        cached_embeddings,
+        compute_embeddings,
+    )
     from moderator.training.errors import TrainingDataError
     from moderator.training.neighbours import add_examples
 
@@ -91,17 +99,20 @@ def add(
             update={"text_source": source, "categories": list(model.config.categories)}
         )
         dataset = read_dataset(data, spec)
+        validation = read_dataset(val_data, spec) if val_data is not None else None
+        cache = resolve_cache(cache_dir, no_cache)
         with progress_bar() as progress:
-            # Fine-tuned encoders (stage 2) are not what the embedding cache is keyed on.
-            embeddings = (
-                compute_embeddings(model.backbone, dataset, progress)
-                if model.config.backbone_weights is not None
-                else cached_embeddings(
-                    model.backbone, dataset, resolve_cache(cache_dir, no_cache), progress
-                )
-            )
+
+            def embed(rows: Dataset) -> Embeddings:
+                # Fine-tuned encoders (stage 2) are not what the embedding cache is keyed on.
+                if model.config.backbone_weights is not None:
+                    return compute_embeddings(model.backbone, rows, progress)
+                return cached_embeddings(model.backbone, rows, cache, progress)
+
+            embeddings = embed(dataset)
+            validated = None if validation is None else (validation, embed(validation))
         vote = {"weight": weight, "k": k, "temperature": temperature}
-        added = add_examples(model, checkpoint, dataset, embeddings, out, vote)
+        added = add_examples(model, checkpoint, dataset, embeddings, out, vote, validated)
     except (
         TrainingDataError,
         ModelLoadError,
@@ -117,5 +128,10 @@ def add(
     for name, positives in added.positives.items():
         table.add_row(f"positive: {name}", f"{positives:,}")
     table.add_row("examples file", f"{added.file_bytes:,} bytes")
+    before = model.config.thresholds
+    for name, threshold in added.thresholds.items():
+        was = before.get(name)
+        change = "kept" if was == threshold else f"was {was}" if was is not None else "new"
+        table.add_row(f"threshold: {name}", f"{threshold} ({change})")
     table.add_row("checkpoint", str(out))
     console.print(table)

@@ -29,6 +29,7 @@ from moderator.training.frame_training import refuse_unsupported
 from moderator.training.metrics import auroc
 from moderator.training.neighbours import build_neighbours, merge_examples
 from moderator.training.neighbours_cli import neighbours_app
+from moderator.training.report import choose_thresholds
 from moderator.training.synthetic import CATEGORY, write_synthetic_dataset
 from moderator.training.trainer import TrainConfig
 from tests.unit.test_model_backbones import tiny_clip_dir  # noqa: F401
@@ -180,15 +181,21 @@ def test_trained_with_the_vote_then_examples_added_without_retraining(
     grown = tmp_path / "grown"
     result = runner.invoke(
         neighbours_cli(),
-        ["neighbours", "add", str(out), str(more), "--out", str(grown),
-         "--cache-dir", str(cache_dir), "--category", CATEGORY, "--k", "7"],
+        ["neighbours", "add", str(out), str(more), "--out", str(grown), "--val-data",
+         str(synthetic), "--cache-dir", str(cache_dir), "--category", CATEGORY, "--k", "7"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     grown_config = json.loads((grown / "config.json").read_text())
     stored = grown_config["neighbours"]["examples"]
     assert stored > config["neighbours"]["examples"]
     assert grown_config["neighbours"]["k"] == 7 and grown_config["neighbours"]["weight"] == 0.5
-    assert load_model(grown).model_version != model.model_version
+    grown_model = load_model(grown)
+    assert isinstance(grown_model, FusionModerationModel)
+    assert grown_model.model_version != model.model_version
+    # --val-data chose the threshold again, on the scores the new checkpoint serves.
+    served = grown_model.score_embeddings(embeddings.text, embeddings.image, embeddings.has_image)
+    chosen, _ = choose_thresholds(splits.dataset.labels(), served, [CATEGORY], 0.9)
+    assert grown_config["thresholds"] == chosen
     assert json.loads((out / "config.json").read_text()) == config  # the source is untouched
 
     # The same posts again, every label flipped: nothing appended, stored labels replaced.
