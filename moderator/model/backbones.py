@@ -67,3 +67,14 @@ def parse_backbone(text: str) -> BackboneSpec:
         )
     model_id, _, revision = rest.partition("@")
     return BackboneSpec(type=kind, id=model_id, revision=revision or None)  # type: ignore[arg-type]
+
+
+def preprocessing_for(spec: BackboneSpec, image_size: int | None) -> ImagePreprocessing | None:
+    """The offline backbone at another input side (`--image-size`); None: the default."""
+    if image_size is None:
+        return None
+    if spec.type != "offline":
+        raise ValueError(f"--image-size applies to the offline backbone; {spec.type} fixes its own")
+    from moderator.model.backbone_offline import offline_preprocessing
+
+    return offline_preprocessing(image_size)

@@ -16,7 +16,7 @@ import copy
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from moderator.frame_pooling import FramePoolingMethod
 from moderator.model.backbone_base import BackboneSpec
-from moderator.model.backbones import load_backbone
+from moderator.model.backbones import load_backbone, preprocessing_for
 from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.frame_attention import FrameAttention, FrameAttentionConfig, parameter_count
 from moderator.model.fusion_config import FusionConfig
@@ -35,10 +35,9 @@ from moderator.training.device import training_device
 from moderator.training.errors import TrainingDataError
 from moderator.training.frames import FrameEmbeddings, frame_embeddings
 from moderator.training.metrics import mean_auroc
+from moderator.training.report import choose_thresholds, finish_report
+from moderator.training.splits import Splits, provenance
 from moderator.training.trainer import AUROC_TIE, History, TrainConfig, pos_weight
-
-if TYPE_CHECKING:
-    from moderator.training.run import Splits
 
 logger = logging.getLogger(__name__)
 
@@ -240,12 +239,9 @@ def run_frame_training(
     """run_training for data with videos or frame folders: embeddings per frame, stage 1
     through the pooling, the checkpoint (with the attention module for attention) and the
     report, as run_training writes them."""
-    from moderator.training.report import choose_thresholds
-    from moderator.training.run import _preprocessing, finish_report, provenance
-
     refuse_unsupported(config, pooling)
     device = training_device(config.device)
-    backbone = load_backbone(backbone_spec, _preprocessing(backbone_spec, image_size))
+    backbone = load_backbone(backbone_spec, preprocessing_for(backbone_spec, image_size))
     backbone.to(device)
     whole = frame_embeddings(backbone, splits.dataset, cache_dir, progress)
     train_emb = whole.subset(splits.parts["train"])

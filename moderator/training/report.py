@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from moderator.training.dataset import Dataset
 from moderator.training.metrics import (
     CategoryMetrics,
     best_f1_threshold,
     category_metrics,
     threshold_for_precision,
 )
-from moderator.training.trainer import History
+from moderator.training.splits import Splits
+from moderator.training.trainer import History, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -150,3 +153,52 @@ def plot_history(path: Path, history: History) -> Path:
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def finish_report(
+    report: dict[str, Any],
+    splits: Splits,
+    val_scores: np.ndarray,
+    test_scores: Callable[[Dataset], np.ndarray],
+    thresholds: dict[str, float],
+    suggested: dict[str, float | None],
+    config: TrainConfig,
+    history: History,
+    report_dir: Path,
+) -> dict[str, Any]:
+    """Add what every training report has (thresholds, validation and held-out figures, the
+    history) to the kind's own fields; write report.json, roc.png and training.png."""
+    categories = splits.train.categories
+    report.update(
+        {
+            "thresholds": thresholds,
+            "suggested_thresholds": suggested,
+            "validation": evaluate_scores(
+                splits.val.labels(),
+                val_scores,
+                categories,
+                thresholds,
+                config.target_precision,
+                suggested,
+            ),
+            "history": {
+                "train_loss": history.train_loss,
+                "val_loss": history.val_loss,
+                "val_auroc": history.val_auroc,
+                "best_epoch": history.best_epoch,
+                "stage2_val_auroc": history.stage2_val_auroc,
+            },
+        }
+    )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if splits.test is not None:
+        labels = splits.test.labels()
+        scores = test_scores(splits.test)
+        report["test"] = evaluate_scores(
+            labels, scores, categories, thresholds, config.target_precision, suggested
+        )
+        report["test_rows"] = len(labels)
+        plot_roc(report_dir / ROC_FILE, labels, scores, categories)
+    plot_history(report_dir / CURVES_FILE, history)
+    write_json(report_dir, report)
+    return to_jsonable(report)

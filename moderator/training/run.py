@@ -1,11 +1,10 @@
 """`moderator train`: data → checkpoint + report, a plain function, so tests and notebooks call it
-without typer. Evaluation (`moderator eval`) lives in evaluate.py."""
+without typer. The data and its splits are in splits.py, the report in report.py, evaluation
+(`moderator eval`) in evaluate.py."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ import torch
 from rich.progress import Progress
 
 from moderator.frame_pooling import FramePoolingMethod
-from moderator.model.backbone_base import BackboneEncoder, BackboneSpec, ImagePreprocessing
-from moderator.model.backbone_offline import offline_preprocessing
-from moderator.model.backbones import load_backbone
+from moderator.model.backbone_base import BackboneEncoder, BackboneSpec
+from moderator.model.backbones import load_backbone, preprocessing_for
 from moderator.model.checkpoint_files import checkpoint_version, read_config
 from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_heads import FusionHead
@@ -25,85 +23,18 @@ from moderator.model.neighbour_vote import NeighbourVote
 from moderator.training.dataset import (
     Dataset,
     DatasetSpec,
-    limit_rows,
-    read_dataset,
-    split_indices,
 )
 from moderator.training.device import amp_dtype, training_device
 from moderator.training.embedding_cache import Embeddings, cached_embeddings, compute_embeddings
-from moderator.training.errors import TrainingDataError
 from moderator.training.finetune import finetune_encoders
 from moderator.training.frame_training import needs_frame_training, run_frame_training
 from moderator.training.metrics import auroc
 from moderator.training.neighbours import build_neighbours, vote_scores
-from moderator.training.report import (
-    CURVES_FILE,
-    ROC_FILE,
-    choose_thresholds,
-    evaluate_scores,
-    plot_history,
-    plot_roc,
-    to_jsonable,
-    write_json,
-)
-from moderator.training.trainer import History, TrainConfig, predict, train_head
+from moderator.training.report import choose_thresholds, finish_report
+from moderator.training.splits import Splits, effective_modalities, load_splits, provenance
+from moderator.training.trainer import TrainConfig, predict, train_head
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Splits:
-    """The data set (after --limit) and the row indices of each split; val may be its own file."""
-
-    dataset: Dataset
-    parts: dict[str, np.ndarray]
-    val_file: Dataset | None
-
-    @property
-    def train(self) -> Dataset:
-        return self.dataset.subset(self.parts["train"])
-
-    @property
-    def val(self) -> Dataset:
-        return self.val_file or self.dataset.subset(self.parts["val"])
-
-    @property
-    def test(self) -> Dataset | None:
-        return self.dataset.subset(self.parts["test"]) if len(self.parts["test"]) else None
-
-
-def load_splits(
-    data: Path,
-    spec: DatasetSpec,
-    val_data: Path | None,
-    config: TrainConfig,
-    limit: int | None = None,
-) -> Splits:
-    """Seeded, stratified train/val/test; a separate validation file replaces the val split."""
-    dataset = limit_rows(read_dataset(data, spec), limit, config.seed)
-    val_fraction = 0.0 if val_data is not None else config.val_fraction
-    parts = split_indices(dataset.labels(), val_fraction, config.test_fraction, config.seed)
-    val_file = None
-    if val_data is not None:
-        val_spec = spec.model_copy(update={"categories": dataset.categories})
-        val_file = read_dataset(val_data, val_spec)
-    splits = Splits(dataset, parts, val_file)
-    if not splits.val.examples:
-        raise TrainingDataError(
-            "the validation split is empty: raise --val-fraction or give --val-data"
-        )
-    return splits
-
-
-def effective_modalities(config: TrainConfig, train: Dataset) -> TrainConfig:
-    """A data set without any image can only train the caption side."""
-    has_images = any(e.image is not None for e in train.examples)
-    if has_images or config.modalities == "text":
-        return config
-    if config.modalities == "image":
-        raise TrainingDataError("--modalities image, but no training row has an image")
-    logger.info("no training row has an image: training the caption side only")
-    return config.model_copy(update={"modalities": "text"})
 
 
 def run_training(
@@ -136,7 +67,7 @@ def run_training(
         )  # fmt: skip
     config = effective_modalities(config, splits.train)
     categories = splits.train.categories
-    backbone = load_backbone(backbone_spec, _preprocessing(backbone_spec, image_size))
+    backbone = load_backbone(backbone_spec, preprocessing_for(backbone_spec, image_size))
     backbone.to(device)  # the frozen-encoder embeddings are most of stage 1's work
     # One cache entry for the whole file (after --limit), shared by every split and by eval.
     whole = cached_embeddings(backbone, splits.dataset, cache_dir, progress)
@@ -212,55 +143,6 @@ def run_training(
     )  # fmt: skip
 
 
-def finish_report(
-    report: dict[str, Any],
-    splits: Splits,
-    val_scores: np.ndarray,
-    test_scores: Callable[[Dataset], np.ndarray],
-    thresholds: dict[str, float],
-    suggested: dict[str, float | None],
-    config: TrainConfig,
-    history: History,
-    report_dir: Path,
-) -> dict[str, Any]:
-    """Add what every training report has (thresholds, validation and held-out figures, the
-    history) to the kind's own fields; write report.json, roc.png and training.png."""
-    categories = splits.train.categories
-    report.update(
-        {
-            "thresholds": thresholds,
-            "suggested_thresholds": suggested,
-            "validation": evaluate_scores(
-                splits.val.labels(),
-                val_scores,
-                categories,
-                thresholds,
-                config.target_precision,
-                suggested,
-            ),
-            "history": {
-                "train_loss": history.train_loss,
-                "val_loss": history.val_loss,
-                "val_auroc": history.val_auroc,
-                "best_epoch": history.best_epoch,
-                "stage2_val_auroc": history.stage2_val_auroc,
-            },
-        }
-    )
-    report_dir.mkdir(parents=True, exist_ok=True)
-    if splits.test is not None:
-        labels = splits.test.labels()
-        scores = test_scores(splits.test)
-        report["test"] = evaluate_scores(
-            labels, scores, categories, thresholds, config.target_precision, suggested
-        )
-        report["test_rows"] = len(labels)
-        plot_roc(report_dir / ROC_FILE, labels, scores, categories)
-    plot_history(report_dir / CURVES_FILE, history)
-    write_json(report_dir, report)
-    return to_jsonable(report)
-
-
 def _matching_head(
     train: Embeddings,
     val: Embeddings,
@@ -311,75 +193,3 @@ def _neighbours(
 def _amp_name(device: torch.device, config: TrainConfig) -> str | None:
     dtype = amp_dtype(device, config.amp)
     return None if dtype is None else str(dtype).removeprefix("torch.")
-
-
-def _preprocessing(spec: BackboneSpec, image_size: int | None) -> ImagePreprocessing | None:
-    if image_size is None:
-        return None
-    if spec.type != "offline":
-        raise ValueError(f"--image-size applies to the offline backbone; {spec.type} fixes its own")
-    return offline_preprocessing(image_size)
-
-
-def provenance(
-    data: Path, splits: Splits, config: TrainConfig, best_epoch: int, epochs_run: int
-) -> dict[str, Any]:
-    """What the checkpoint was trained on; no timestamps: identical runs write identical files."""
-    return {
-        "data": data.name,
-        "rows": {
-            "train": len(splits.train.examples),
-            "val": len(splits.val.examples),
-            "test": len(splits.test.examples) if splits.test else 0,
-        },
-        "positives_train": dict(
-            zip(
-                splits.train.categories,
-                splits.train.labels().sum(axis=0).astype(int).tolist(),
-                strict=True,
-            )
-        ),
-        "seed": config.seed,
-        "epochs_run": epochs_run,
-        "best_epoch": best_epoch,
-        "class_weighting": config.class_weighting,
-        "stage2": config.unfreeze,
-        # Only when on, so runs without it write the files they always did.
-        **(
-            {
-                "rgcl": {
-                    "weight": config.rgcl_weight,
-                    "negatives": config.rgcl_negatives,
-                    "temperature": config.rgcl_temperature,
-                }
-            }
-            if config.rgcl_weight
-            else {}
-        ),
-        **(
-            {
-                "knn_vote": {
-                    "weight": config.knn_vote_weight,
-                    "k": config.knn_k,
-                    "temperature": config.knn_temperature,
-                }
-            }
-            if config.knn_vote_weight
-            else {}
-        ),
-        **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
-        **(
-            {
-                "momentum_distillation": {
-                    "alpha": config.distill_alpha,
-                    "momentum": config.momentum,
-                }
-            }
-            if config.distill_alpha
-            else {}
-        ),
-        **(
-            {"stage2_itc": {"weight": config.stage2_itc_weight}} if config.stage2_itc_weight else {}
-        ),
-        **({"itm": True} if config.itm else {}),
-    }

@@ -51,8 +51,8 @@ from moderator.training.embedding_cache import (
 )
 from moderator.training.errors import TrainingDataError
 from moderator.training.metrics import mean_auroc
-from moderator.training.report import choose_thresholds
-from moderator.training.run import Splits, finish_report, load_splits, provenance
+from moderator.training.report import choose_thresholds, finish_report
+from moderator.training.splits import Splits, load_splits, provenance
 from moderator.training.trainer import History, TrainConfig, pos_weight
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def fit(
         history.val_auroc.append(mean_auroc(val_labels, scores))
         logger.info("epoch %d: val AUROC %.4f", epoch + 1, history.val_auroc[-1])
         if history.val_auroc[-1] >= max(history.val_auroc):
-            history.best_epoch = epoch + 1
+            history.best_epoch = epoch  # 0-based, as stage 1 and the plot count
             best = copy.deepcopy(classifier.state_dict())
     if best is not None:
         classifier.load_state_dict(best)

@@ -157,7 +157,8 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class History:
-    """Per epoch: mean training loss, validation loss and validation mean AUROC."""
+    """Per epoch: mean training loss, validation loss and validation mean AUROC; best_epoch
+    is 0-based (the first epoch is 0)."""
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)

@@ -166,7 +166,7 @@ def test_trained_with_the_vote_then_examples_added_without_retraining(
     model = load_model(out)
     assert isinstance(model, FusionModerationModel)
     # The loaded checkpoint's test AUROC is the one training reported: same scores.
-    from moderator.training.run import load_splits
+    from moderator.training.splits import load_splits
 
     splits = load_splits(synthetic, SPEC, None, TrainConfig(val_fraction=0.2, test_fraction=0.25))
     assert splits.test is not None

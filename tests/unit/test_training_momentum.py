@@ -26,7 +26,7 @@ from moderator.training.errors import TrainingDataError
 from moderator.training.frame_training import refuse_unsupported
 from moderator.training.itc import distilled_itc_loss, itc_loss
 from moderator.training.momentum import MomentumHead, ramped_alpha, soft_labels
-from moderator.training.run import load_splits, provenance
+from moderator.training.splits import load_splits, provenance
 from moderator.training.synthetic import CATEGORY, write_synthetic_dataset
 from moderator.training.trainer import TrainConfig, train_head
 from tests.data import record_fp32_reference as reference

@@ -26,7 +26,8 @@ from moderator.serving.scoring import score_request
 from moderator.training.cli import model_app
 from moderator.training.dataset import DatasetSpec, read_dataset
 from moderator.training.embedding_cache import load_pixels
-from moderator.training.run import load_splits, run_training
+from moderator.training.run import run_training
+from moderator.training.splits import load_splits
 from moderator.training.synthetic import CATEGORY, write_synthetic_dataset
 from moderator.training.trainer import TrainConfig
 from tests.unit.test_model_backbones import tiny_clip_dir  # noqa: F401
