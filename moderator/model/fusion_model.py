@@ -143,16 +143,8 @@ class FusionModerationModel:
         self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray
     ) -> np.ndarray:
         """The head alone on precomputed embeddings (training, evaluation, benchmarks)."""
-        text, image, has_image = apply_modalities(
-            text, image_embeddings, has_image, self.config.modalities
-        )
-        device = self.options.device
         with precision_context(self.options):
-            inputs = (
-                torch.from_numpy(text).to(device),
-                torch.from_numpy(image).to(device),
-                torch.from_numpy(has_image).to(device),
-            )
+            inputs = self._head_inputs(text, image_embeddings, has_image)
             if self.neighbours is None:
                 scores = torch.sigmoid(self.head(*inputs).float())
             else:
@@ -166,17 +158,20 @@ class FusionModerationModel:
         self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray
     ) -> np.ndarray:
         """The head's fused representations [N, F] (what the kNN vote compares), fp32."""
-        text, image, has_image = apply_modalities(
-            text, image_embeddings, has_image, self.config.modalities
-        )
-        device = self.options.device
         with precision_context(self.options):
             _, fused = self.head.logits_and_features(
-                torch.from_numpy(text).to(device),
-                torch.from_numpy(image).to(device),
-                torch.from_numpy(has_image).to(device),
+                *self._head_inputs(text, image_embeddings, has_image)
             )
             return to_numpy(fused.float())
+
+    def _head_inputs(
+        self, text: np.ndarray, image_embeddings: np.ndarray, has_image: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the head reads (apply_modalities), as tensors on the model's device."""
+        arrays = apply_modalities(text, image_embeddings, has_image, self.config.modalities)
+        device = self.options.device
+        text_t, image_t, has_image_t = (torch.from_numpy(a).to(device) for a in arrays)
+        return text_t, image_t, has_image_t
 
     def frame_logits(self, image_embeddings: np.ndarray) -> np.ndarray:
         """Image embeddings [N, image_embedding_dim] → frame attention logits float32 [N]."""

@@ -101,42 +101,36 @@ def provenance(
         "best_epoch": best_epoch,
         "class_weighting": config.class_weighting,
         "stage2": config.unfreeze,
-        # Only when on, so runs without it write the files they always did.
-        **(
-            {
-                "rgcl": {
-                    "weight": config.rgcl_weight,
-                    "negatives": config.rgcl_negatives,
-                    "temperature": config.rgcl_temperature,
-                }
-            }
-            if config.rgcl_weight
-            else {}
-        ),
-        **(
-            {
-                "knn_vote": {
-                    "weight": config.knn_vote_weight,
-                    "k": config.knn_k,
-                    "temperature": config.knn_temperature,
-                }
-            }
-            if config.knn_vote_weight
-            else {}
-        ),
-        **({"itc": {"weight": config.itc_weight}} if config.itc_weight else {}),
-        **(
-            {
-                "momentum_distillation": {
-                    "alpha": config.distill_alpha,
-                    "momentum": config.momentum,
-                }
-            }
-            if config.distill_alpha
-            else {}
-        ),
-        **(
-            {"stage2_itc": {"weight": config.stage2_itc_weight}} if config.stage2_itc_weight else {}
-        ),
-        **({"itm": True} if config.itm else {}),
+        **_options_on(config),
     }
+
+
+def _options_on(config: TrainConfig) -> dict[str, Any]:
+    """The optional training methods that are on, with their settings; only those, so runs
+    without them write the files they always did."""
+    sections: dict[str, tuple[bool, Any]] = {
+        "rgcl": (
+            config.rgcl_weight > 0,
+            {
+                "weight": config.rgcl_weight,
+                "negatives": config.rgcl_negatives,
+                "temperature": config.rgcl_temperature,
+            },
+        ),
+        "knn_vote": (
+            config.knn_vote_weight > 0,
+            {
+                "weight": config.knn_vote_weight,
+                "k": config.knn_k,
+                "temperature": config.knn_temperature,
+            },
+        ),
+        "itc": (config.itc_weight > 0, {"weight": config.itc_weight}),
+        "momentum_distillation": (
+            config.distill_alpha > 0,
+            {"alpha": config.distill_alpha, "momentum": config.momentum},
+        ),
+        "stage2_itc": (config.stage2_itc_weight > 0, {"weight": config.stage2_itc_weight}),
+        "itm": (config.itm, True),
+    }
+    return {name: value for name, (on, value) in sections.items() if on}

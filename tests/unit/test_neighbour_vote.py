@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from moderator.model import load_model
 from moderator.model.errors import ModelLoadError
+from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import FusionModerationModel, load_head, save_fusion_checkpoint
 from moderator.model.neighbour_vote import NEIGHBOURS_FILE, NeighbourVote, NeighbourVoteConfig
 from moderator.training.embedding_cache import Embeddings, cached_embeddings
@@ -109,13 +110,18 @@ def random_embeddings(model: FusionModerationModel, rows: int, seed: int) -> Emb
     )
 
 
+def plain_checkpoint(directory: Path, clip_dir: Path) -> tuple[FusionModerationModel, FusionHead]:
+    """A tiny-CLIP fusion checkpoint without examples, loaded, and its head."""
+    plain = load_model(write_checkpoint(directory, clip_dir))
+    assert isinstance(plain, FusionModerationModel)
+    return plain, load_head(directory, plain.config)
+
+
 def test_a_checkpoint_with_examples_serves_the_blend(
     tiny_clip_dir: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    plain = load_model(write_checkpoint(tmp_path / "plain", tiny_clip_dir))
-    assert isinstance(plain, FusionModerationModel)
-    head = load_head(tmp_path / "plain", plain.config)
+    plain, head = plain_checkpoint(tmp_path / "plain", tiny_clip_dir)
     examples = random_embeddings(plain, 40, seed=1)
     categories = len(plain.categories)
     labels = (np.random.default_rng(2).random((40, categories)) > 0.5).astype(np.float32)
@@ -138,9 +144,7 @@ def test_examples_that_do_not_fit_the_head_are_a_load_error(
     tiny_clip_dir: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    plain = load_model(write_checkpoint(tmp_path / "plain", tiny_clip_dir))
-    assert isinstance(plain, FusionModerationModel)
-    head = load_head(tmp_path / "plain", plain.config)
+    plain, head = plain_checkpoint(tmp_path / "plain", tiny_clip_dir)
     wrong = NeighbourVote(NeighbourVoteConfig(examples=3), torch.ones(3, 7), torch.ones(3, 1))
     save_fusion_checkpoint(tmp_path / "bad", plain.config, head, neighbours=wrong)
     with pytest.raises(ModelLoadError, match=f"invalid .*{NEIGHBOURS_FILE}: examples are 7-d"):
