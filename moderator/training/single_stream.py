@@ -281,6 +281,8 @@ def run_single_stream(
         val = features_of(splits.val_file, tokenizer, arch, grid, has)
     else:
         val = whole.subset(splits.parts["val"])
+    # The new layers' initial weights come from the seed, not from whatever ran before.
+    torch.manual_seed(config.seed)
     classifier: GridClassifier = (
         build_two_stream(arch, len(categories))
         if isinstance(arch, TwoStreamSpec)
