@@ -30,6 +30,21 @@ MIN_TEMPERATURE = 0.001
 MAX_TEMPERATURE = 0.5
 
 
+def similarities(
+    text: torch.Tensor, image: torch.Tensor, rows: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """Cosine similarities [R, R] of the rows' text and image projections, over temperature."""
+    t = nn.functional.normalize(text[rows], dim=1)
+    i = nn.functional.normalize(image[rows], dim=1)
+    logits: torch.Tensor = t @ i.T / temperature
+    return logits
+
+
+def _no_pairs(text: torch.Tensor, image: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """0 with a gradient path, for a batch with fewer than two images: nothing to contrast."""
+    return (text.sum() + image.sum()) * 0.0 + temperature * 0.0
+
+
 def itc_loss(
     text: torch.Tensor, image: torch.Tensor, has_image: torch.Tensor, temperature: torch.Tensor
 ) -> torch.Tensor:
@@ -38,10 +53,8 @@ def itc_loss(
     path) when fewer than two rows have an image: there is no negative to contrast with."""
     rows = has_image.nonzero(as_tuple=True)[0]
     if len(rows) < 2:
-        return (text.sum() + image.sum()) * 0.0 + temperature * 0.0
-    t = nn.functional.normalize(text[rows], dim=1)
-    i = nn.functional.normalize(image[rows], dim=1)
-    logits = t @ i.T / temperature
+        return _no_pairs(text, image, temperature)
+    logits = similarities(text, image, rows, temperature)
     targets = torch.arange(len(rows), device=logits.device)
     loss: torch.Tensor = (
         nn.functional.cross_entropy(logits, targets)
@@ -64,14 +77,10 @@ def distilled_itc_loss(
     alpha = 0 is itc_loss (up to rounding)."""
     rows = has_image.nonzero(as_tuple=True)[0]
     if len(rows) < 2:
-        return (text.sum() + image.sum()) * 0.0 + temperature * 0.0
-    t = nn.functional.normalize(text[rows], dim=1)
-    i = nn.functional.normalize(image[rows], dim=1)
-    logits = t @ i.T / temperature
+        return _no_pairs(text, image, temperature)
+    logits = similarities(text, image, rows, temperature)
     with torch.no_grad():
-        tm = nn.functional.normalize(momentum[0][rows], dim=1)
-        im = nn.functional.normalize(momentum[1][rows], dim=1)
-        momentum_logits = tm @ im.T / temperature
+        momentum_logits = similarities(*momentum, rows, temperature)
         one_hot = torch.eye(len(rows), device=logits.device, dtype=logits.dtype)
         text_targets = (1 - alpha) * one_hot + alpha * momentum_logits.softmax(dim=1)
         image_targets = (1 - alpha) * one_hot + alpha * momentum_logits.T.softmax(dim=1)

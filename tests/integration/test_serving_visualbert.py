@@ -13,28 +13,18 @@ from ray import serve
 from moderator.model import load_model
 from moderator.model.single_stream import SingleStreamSpec, build_classifier
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
-from moderator.model.two_stream import TwoStreamSpec
 from moderator.model.two_stream import build_classifier as build_two_stream
 from moderator.model.two_stream_model import TwoStreamConfig, save_two_stream
 from moderator.serving.messages import NO_IMAGE, ModelInfo, ScoreRequest
 from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
 from moderator.serving_settings import ServingSettings
+from tests.unit.test_model_two_stream import TINY as TINY_TWO_STREAM
 
 pytestmark = pytest.mark.integration
 
 SPEC = SingleStreamSpec(
     init="random", hidden_size=32, layers=1, heads=2, intermediate_size=64, grid=2
-)
-TWO_STREAM = TwoStreamSpec(
-    init="random",
-    hidden_size=32,
-    heads=2,
-    intermediate_size=64,
-    language_layers=1,
-    cross_layers=1,
-    visual_layers=1,
-    grid=2,
 )
 IMAGE_SIZE = 64
 PREPROCESSING = {"image_size": IMAGE_SIZE, "mean": (0.5,) * 3, "std": (0.5,) * 3}
@@ -46,10 +36,10 @@ def _checkpoint(directory: Path, kind: str) -> Path:
         two = TwoStreamConfig(
             name="lx-serve",
             categories=["hate", "harm"],
-            spec=TWO_STREAM,
+            spec=TINY_TWO_STREAM,
             preprocessing=PREPROCESSING,
         )
-        return save_two_stream(directory, two, build_two_stream(TWO_STREAM, 2))
+        return save_two_stream(directory, two, build_two_stream(TINY_TWO_STREAM, 2))
     config = SingleStreamConfig(
         name="vb-serve",
         categories=["hate", "harm"],
