@@ -60,6 +60,7 @@ class FeatureLookup:
             info.image_embedding_dim,
             info.text_embedding_dim,
             info.reads_image_text,
+            object_tags=info.object_tags,
         )
 
     def build(self, posts: Sequence[DecodedPost]) -> BuiltRequest:

@@ -6,7 +6,8 @@
 For every checkpoint (default: the packaged starter), posts that each have a caption and an
 image are scored through the serving interface in batches:
 
-- **from pixels**: embed_images + embed_texts + score, what a post costs the first time;
+- **from pixels**: embed_images + embed_texts + score, what a post costs the first time (with
+  a model trained on object tags, the tagging too);
 - **cached**: score alone on features computed beforehand, what a repost costs when the
   worker's feature cache holds both (for a fusion model that is a small head; a single-stream
   or two-stream model runs its whole transformer here).
@@ -30,6 +31,7 @@ from safetensors import safe_open
 from moderator.benchmark.model_bench import images
 from moderator.model import load_model
 from moderator.model.checkpoint import starter_checkpoint_dir
+from moderator.model.object_tags import object_tagger
 
 
 def stored_parameters(directory: Path) -> int:
@@ -50,9 +52,14 @@ def measure(checkpoint: Path, posts: int, batch: int) -> dict[str, Any]:
     flags = np.ones(posts, bool)
     spans = [slice(i, i + batch) for i in range(0, posts, batch)]
 
+    tagger = object_tagger(model)
+
     def from_pixels(span: slice) -> tuple[np.ndarray, np.ndarray]:
         image = model.embed_images(pixels[span])
-        text = model.embed_texts(captions[span])
+        texts = captions[span]
+        if tagger is not None:  # as the replica does (moderator.serving.scoring)
+            texts = tagger.tag_texts(texts, image, flags[span])
+        text = model.embed_texts(texts)
         model.score(text, flags[span], image, flags[span])
         return text, image
 

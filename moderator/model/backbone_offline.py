@@ -48,6 +48,11 @@ class OfflineBackbone(TorchBackbone):
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_net.forward_features(images)
 
+    @property
+    def imagenet_classifier(self) -> nn.Linear:
+        """Lite0's ImageNet classifier over the pooled features (object tags read it)."""
+        return self.image_net._fc
+
     def tokenise(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.text_encoder.tokenise(texts, self.preprocessing.max_text_length)
 

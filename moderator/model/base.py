@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from moderator.model.object_tags import object_tagger
+
 
 @runtime_checkable
 class ModerationModel(Protocol):
@@ -83,9 +85,13 @@ def score_captions(
 ) -> np.ndarray:
     """Embed raw captions (blank ones count as none) and score: for evaluation and tests.
 
-    Serving goes through moderator.serving.scoring instead, which caches embeddings.
+    Serving goes through moderator.serving.scoring instead, which caches embeddings. A model
+    trained with object tags reads each caption joined to its image's tags, as it does there.
     """
     rows = [i for i, caption in enumerate(captions) if caption.strip()]
+    tagger = object_tagger(model)
+    if tagger is not None:
+        captions = tagger.tag_texts(captions, image_embeddings, has_image)
     text = np.zeros((len(captions), model.text_embedding_dim), dtype=np.float32)
     if rows:
         text[rows] = model.embed_texts([captions[i] for i in rows])

@@ -31,7 +31,7 @@ BACKBONE_FILE = "backbone.safetensors"
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 # FusionConfig fields added after its first checkpoints (the image-text matching head, the
-# frame attention pooling, the kNN vote's examples).
+# frame attention pooling, the kNN vote's examples, object tags).
 ADDED_FIELDS = (
     "itm",
     "itm_weights",
@@ -39,6 +39,7 @@ ADDED_FIELDS = (
     "frame_attention_weights",
     "neighbours",
     "neighbours_weights",
+    "object_tags",
 )
 
 

@@ -15,6 +15,7 @@ from moderator.model.checkpoint_files import HEAD_FILE
 from moderator.model.frame_attention import FrameAttentionConfig
 from moderator.model.fusion_heads import HeadConfig
 from moderator.model.neighbour_vote import NeighbourVoteConfig
+from moderator.model.object_tags import MAX_TAGS
 
 Modalities = Literal["both", "text", "image"]
 # The image-text matching head's score (moderator/training/itm.py), after the categories.
@@ -44,6 +45,13 @@ class FusionConfig(BaseModel):
         default=False,
         description="trained on caption and image text joined (moderator.text.model_text); the "
         "worker then sends the text OCR read from the image along with the caption",
+    )
+    object_tags: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TAGS,
+        description="trained on each text joined to the names of its image's top-k ImageNet "
+        "classes (moderator/model/object_tags.py); None: the text alone",
     )
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="per category: the threshold chosen on validation"

@@ -45,6 +45,7 @@ from moderator.model.neighbour_vote import (
     NeighbourVote,
     load_neighbours,
 )
+from moderator.model.object_tags import ImageTagger, NoImageClassifierError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ class FusionModerationModel:
         self.backbone = backbone
         apply_cuda_flags(self.options)
         backbone.to(torch.device(self.options.device))
+        # Copied before the encoders change precision, so serving tags exactly as training did.
+        self.tagger = (
+            ImageTagger.of(backbone, config.object_tags).to(backbone.device)
+            if config.object_tags
+            else None
+        )
         for module in backbone.trainable_modules().values():
             prepare_module(module, self.options)
         self.head = prepare_module(head, self.options)
@@ -290,9 +297,12 @@ def load_fusion(
     if config.backbone_weights is not None:
         load_backbone_weights(directory, config.backbone_weights, backbone)
     version = checkpoint_version(config.name, directory, config)
-    return FusionModerationModel(
-        config, backbone, head, version, options, itm, attention, neighbours
-    )
+    try:
+        return FusionModerationModel(
+            config, backbone, head, version, options, itm, attention, neighbours
+        )
+    except NoImageClassifierError as e:
+        raise ModelLoadError(f"invalid {directory / CONFIG_FILE}: field 'object_tags': {e}") from e
 
 
 def fused_dim(head: FusionHead, config: FusionConfig) -> int:

@@ -22,6 +22,7 @@ import orjson
 from PIL import Image
 
 from moderator.model.base import ModerationModel
+from moderator.model.object_tags import object_tagger
 from moderator.retrieval.bank import SemanticBank, SemanticBankError
 from moderator.retrieval.joint import entry_vectors
 from moderator.text import model_text, normalise_text
@@ -141,6 +142,9 @@ def embed_items(
         rows = with_image[start : start + _BATCH]
         pixels = np.stack([model_pixels(items[i].image, model.image_size) for i in rows])
         image[rows] = model.embed_images(pixels)
+    tagger = object_tagger(model)
+    if tagger is not None:  # as the replica tags them (moderator.serving.scoring)
+        texts = tagger.tag_texts(texts, image, has_image)
     with_text = np.flatnonzero(has_text)
     for start in range(0, len(with_text), _BATCH):
         rows = with_text[start : start + _BATCH]

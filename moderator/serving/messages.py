@@ -30,6 +30,9 @@ class ModelInfo:
     """Semantic banks the replica searches for every row: name → entries (docs/retrieval.md)."""
     frame_attention: bool = False
     """The model has a trained frame attention: responses carry `frame_logits` (docs/video.md)."""
+    object_tags: bool = False
+    """Trained on texts joined to their image's object tags: a text's embedding depends on the
+    post's image too, so the worker keys it by both (moderator/model/object_tags.py)."""
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from moderator.model import ModerationModel
 from moderator.model.frame_attention import frame_attention_of
+from moderator.model.object_tags import ImageTagger, object_tagger
 from moderator.serving.messages import ModelInfo, ScoreRequest, ScoreResponse
 from moderator.serving.recent import RecentEmbeddings
 from moderator.signals.embeddings import model_embeddings
@@ -28,6 +29,7 @@ def model_info(model: ModerationModel, banks: SemanticBanks | None = None) -> Mo
         reads_image_text=getattr(model, "reads_image_text", False),
         semantic_banks=banks.entries() if banks is not None else {},
         frame_attention=frame_attention_of(model) is not None,
+        object_tags=object_tagger(model) is not None,
     )
 
 
@@ -43,7 +45,9 @@ def score_request(
     replica encoded lately, or that repeat within the batch, are not encoded again. The
     encoders run as the embedding signals (moderator.signals.embeddings), which check their
     output's shape. With `banks`, every row's joint vector (from the same embeddings, fresh
-    or cached) is compared with each semantic bank.
+    or cached) is compared with each semantic bank. A model trained with object tags reads each
+    new text joined to the tags of the image of the rows that use it (the worker keys such texts
+    by their image too, so every row of one text entry shows the same image).
     """
     embeddings = model_embeddings(model)
     image_dim, text_dim = embeddings.image.dim, embeddings.text.dim
@@ -61,6 +65,12 @@ def score_request(
     else:
         new_images = embeddings.image.embed(pixels)
     images_done = time.perf_counter()
+    image, has_image = _gather(
+        new_images, request.cached_image_embeddings, request.image_index, image_dim
+    )
+    tagger = object_tagger(model)
+    if tagger is not None and texts:
+        texts = _tagged_texts(tagger, texts, request.caption_index, image, has_image)
     if not texts:
         new_texts = np.zeros((0, text_dim), dtype=np.float32)
     elif recent is not None:
@@ -71,9 +81,6 @@ def score_request(
         new_texts = embeddings.text.embed(texts)
     texts_done = time.perf_counter()
 
-    image, has_image = _gather(
-        new_images, request.cached_image_embeddings, request.image_index, image_dim
-    )
     text, has_text = _gather(
         new_texts, request.cached_text_embeddings, request.caption_index, text_dim
     )
@@ -95,6 +102,24 @@ def score_request(
         semantic_ms=(searched - finished) * 1000,
         frame_logits=frame_logits,
     )
+
+
+def _tagged_texts(
+    tagger: ImageTagger,
+    texts: list[str],
+    caption_index: Sequence[int],
+    image: np.ndarray,
+    has_image: np.ndarray,
+) -> list[str]:
+    """Each text to encode joined to the tags of the first row's image that uses it."""
+    first_row: dict[int, int] = {}
+    for row, entry in enumerate(caption_index):
+        if 0 <= entry < len(texts):
+            first_row.setdefault(entry, row)
+    rows = np.array([first_row.get(t, -1) for t in range(len(texts))], dtype=np.int64)
+    shown = rows >= 0
+    shown[shown] = has_image[rows[shown]]
+    return tagger.tag_texts(texts, image[np.maximum(rows, 0)], shown)
 
 
 def _frame_logits(

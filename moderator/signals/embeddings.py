@@ -124,7 +124,11 @@ class ImageEmbeddingSignal(EmbeddingSignal):
 
 class TextEmbeddingSignal(EmbeddingSignal):
     """The text encoder's vector of the normalised caption (joined to the image text for a model
-    trained on both), keyed by the sha256 of that text: equal texts share one vector."""
+    trained on both), keyed by the sha256 of that text: equal texts share one vector.
+
+    For a model trained with object tags the replica joins the image's tags to the text
+    (moderator.serving.scoring), so the key covers the image's digest as well: the same caption
+    under another image is another vector."""
 
     name: ClassVar[str] = "text_embedding"
     kind: ClassVar[EmbeddingKind] = "text"
@@ -136,9 +140,11 @@ class TextEmbeddingSignal(EmbeddingSignal):
         dim: int,
         encode: Encode | None = None,
         reads_image_text: bool = False,
+        object_tags: bool = False,
     ) -> None:
         super().__init__(model_version, dim, encode)
         self.reads_image_text = reads_image_text
+        self.object_tags = object_tags
 
     def model_input(self, subject: SignalSubject) -> str | None:
         caption = subject.caption
@@ -147,7 +153,11 @@ class TextEmbeddingSignal(EmbeddingSignal):
 
     def digest(self, subject: SignalSubject) -> str | None:
         text = self.model_input(subject)
-        return None if text is None else text_digest(text)
+        if text is None:
+            return None
+        if self.object_tags and subject.pixels is not None:
+            return text_digest(f"{text}\x00image:{subject.image_sha256}")
+        return text_digest(text)
 
     def _batch_of_one(self, item: Any) -> list[str]:
         return [item]
@@ -167,12 +177,13 @@ def embedding_signals(
     text_dim: int,
     reads_image_text: bool,
     encoders: tuple[Encode, Encode] | None = None,
+    object_tags: bool = False,
 ) -> EmbeddingSignals:
     """Both embedding signals of one model; `encoders` (images, texts) only on the replica."""
     image_encode, text_encode = encoders if encoders is not None else (None, None)
     return EmbeddingSignals(
         ImageEmbeddingSignal(model_version, image_dim, image_encode),
-        TextEmbeddingSignal(model_version, text_dim, text_encode, reads_image_text),
+        TextEmbeddingSignal(model_version, text_dim, text_encode, reads_image_text, object_tags),
     )
 
 
@@ -184,4 +195,5 @@ def model_embeddings(model: ModerationModel) -> EmbeddingSignals:
         model.text_embedding_dim,
         getattr(model, "reads_image_text", False),
         (model.embed_images, model.embed_texts),
+        object_tags=getattr(model, "tagger", None) is not None,
     )

@@ -48,6 +48,7 @@ from moderator.training.train_options import (
     KnnTemperature,
     KnnVoteWeight,
     Momentum,
+    ObjectTags,
     RgclNegatives,
     RgclTemperature,
     RgclWeight,
@@ -142,6 +143,7 @@ def train(
             "served for policies (stage 1)."
         ),
     ] = False,
+    object_tags: ObjectTags = 0,
     architecture: Annotated[
         str,
         typer.Option(
@@ -240,6 +242,7 @@ def train(
                 "distill_alpha": distill_alpha,
                 "momentum": momentum,
                 "itm": itm,
+                "object_tags": object_tags,
             }
         )
         backbone_spec = parse_backbone(backbone)
@@ -321,6 +324,7 @@ def _single_stream(
         "--knn-vote-weight": config.knn_vote_weight > 0,
         "--modalities": config.modalities != "both",
         "--itm": config.itm,
+        "--object-tags": config.object_tags > 0,
     }
     refused = [flag for flag, given in fusion_only.items() if given]
     if refused:

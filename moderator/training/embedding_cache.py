@@ -11,7 +11,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from moderator.config import DecodeLimits
 from moderator.errors import InvalidPostError
 from moderator.ingest.image import decode_image
 from moderator.model.backbone_base import BackboneEncoder
+from moderator.model.object_tags import ImageTagger
 from moderator.training.dataset import Dataset
 from moderator.training.errors import TrainingDataError
 
@@ -108,11 +110,10 @@ def image_rows(dataset: Dataset) -> dict[Path, list[int]]:
     return rows_of
 
 
-def compute_embeddings(
-    backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
-) -> Embeddings:
-    """Encode every caption and every distinct image once, in batches, with progress bars."""
-    texts = [e.text for e in dataset.examples]
+def encode_texts(
+    backbone: BackboneEncoder, texts: list[str], progress: Progress | None = None
+) -> np.ndarray:
+    """Every text → float32 [N, text_dim], in batches of similar length, with a progress bar."""
     text = np.zeros((len(texts), backbone.text_dim), dtype=np.float32)
     task = progress.add_task("captions", total=len(texts)) if progress else None
     # Sorted by length so every batch pads little; results go back to their rows.
@@ -122,7 +123,15 @@ def compute_embeddings(
         text[rows] = backbone.encode_texts([texts[i] for i in rows])
         if progress and task is not None:
             progress.advance(task, len(rows))
-    image = np.zeros((len(texts), backbone.image_dim), dtype=np.float32)
+    return text
+
+
+def compute_embeddings(
+    backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
+) -> Embeddings:
+    """Encode every caption and every distinct image once, in batches, with progress bars."""
+    text = encode_texts(backbone, [e.text for e in dataset.examples], progress)
+    image = np.zeros((len(dataset.examples), backbone.image_dim), dtype=np.float32)
     has_image = np.array([e.image is not None for e in dataset.examples])
     rows_of = image_rows(dataset)
     paths = sorted(rows_of)
@@ -138,15 +147,52 @@ def compute_embeddings(
     return Embeddings(text, image, has_image)
 
 
+def tagged_dataset(dataset: Dataset, image: Embeddings, tagger: ImageTagger) -> Dataset:
+    """The data set with each caption joined to its image's object tags (object_tags.py)."""
+    texts = tagger.tag_texts([e.text for e in dataset.examples], image.image, image.has_image)
+    examples = [replace(e, text=t) for e, t in zip(dataset.examples, texts, strict=True)]
+    return replace(dataset, examples=examples)
+
+
 def cached_embeddings(
     backbone: BackboneEncoder,
     dataset: Dataset,
     cache_dir: Path | None,
     progress: Progress | None = None,
+    tagger: ImageTagger | None = None,
 ) -> Embeddings:
-    """Embeddings from the cache when present, else computed and written there (None: no cache)."""
+    """Embeddings from the cache when present, else computed and written there (None: no cache).
+
+    With a tagger, the captions are joined to their images' object tags first: the images come
+    from the plain cache entry and only the tagged captions are encoded, under an entry of
+    their own.
+    """
+    if tagger is not None:
+        plain = cached_embeddings(backbone, dataset, cache_dir, progress)
+        tagged = tagged_dataset(dataset, plain, tagger)
+        return _cached(
+            backbone,
+            tagged,
+            cache_dir,
+            lambda: Embeddings(
+                encode_texts(backbone, [e.text for e in tagged.examples], progress),
+                plain.image,
+                plain.has_image,
+            ),
+        )
+    return _cached(
+        backbone, dataset, cache_dir, lambda: compute_embeddings(backbone, dataset, progress)
+    )
+
+
+def _cached(
+    backbone: BackboneEncoder,
+    dataset: Dataset,
+    cache_dir: Path | None,
+    compute: Callable[[], Embeddings],
+) -> Embeddings:
     if cache_dir is None:
-        return compute_embeddings(backbone, dataset, progress)
+        return compute()
     name = f"{backbone_fingerprint(backbone)[:16]}-{data_fingerprint(dataset)[:16]}.safetensors"
     path = cache_dir / name
     if path.is_file():
@@ -157,7 +203,7 @@ def cached_embeddings(
         stored = tensors["image"].numpy()  # rows with an image (older files: every row)
         image[has_image] = stored[has_image] if len(stored) == len(has_image) else stored
         return Embeddings(tensors["text"].numpy(), image, has_image)
-    embeddings = compute_embeddings(backbone, dataset, progress)
+    embeddings = compute()
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     save_file(

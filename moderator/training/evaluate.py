@@ -132,7 +132,7 @@ def scores_for(
         and model.options.precision == "fp32"
         and model.config.backbone_weights is None
     ):
-        embeddings = cached_embeddings(model.backbone, dataset, cache_dir, progress)
+        embeddings = cached_embeddings(model.backbone, dataset, cache_dir, progress, model.tagger)
         if rows is not None:
             embeddings = embeddings.subset(rows)
         return model.score_embeddings(embeddings.text, embeddings.image, embeddings.has_image)

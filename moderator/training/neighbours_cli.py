@@ -107,7 +107,7 @@ def add(
                 # Fine-tuned encoders (stage 2) are not what the embedding cache is keyed on.
                 if model.config.backbone_weights is not None:
                     return compute_embeddings(model.backbone, rows, progress)
-                return cached_embeddings(model.backbone, rows, cache, progress)
+                return cached_embeddings(model.backbone, rows, cache, progress, model.tagger)
 
             embeddings = embed(dataset)
             validated = None if validation is None else (validation, embed(validation))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
+from moderator.errors import ConfigError
 from moderator.frame_pooling import FramePoolingMethod
 from moderator.model.backbone_base import BackboneEncoder, BackboneSpec
 from moderator.model.backbones import load_backbone, preprocessing_for
@@ -20,6 +21,7 @@ from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_heads import FusionHead
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.model.neighbour_vote import NeighbourVote
+from moderator.model.object_tags import ImageTagger, NoImageClassifierError
 from moderator.training.dataset import (
     Dataset,
     DatasetSpec,
@@ -61,6 +63,8 @@ def run_training(
     config = config.model_copy(update={"device": str(device)})
     splits = load_splits(data, spec, val_data, config, limit)
     if needs_frame_training(splits, frame_pooling):  # rows with videos or frame folders (#14)
+        if config.object_tags:
+            raise ConfigError("--object-tags: not with video or frame rows (not built)")
         return run_frame_training(
             data, spec, backbone_spec, config, out, splits, frame_pooling, report_dir,
             cache_dir, progress, image_size,
@@ -69,11 +73,12 @@ def run_training(
     categories = splits.train.categories
     backbone = load_backbone(backbone_spec, preprocessing_for(backbone_spec, image_size))
     backbone.to(device)  # the frozen-encoder embeddings are most of stage 1's work
+    tagger = _tagger(backbone, config)
     # One cache entry for the whole file (after --limit), shared by every split and by eval.
-    whole = cached_embeddings(backbone, splits.dataset, cache_dir, progress)
+    whole = cached_embeddings(backbone, splits.dataset, cache_dir, progress, tagger)
     train_emb = whole.subset(splits.parts["train"])
     if splits.val_file is not None:
-        val_emb = cached_embeddings(backbone, splits.val_file, cache_dir, progress)
+        val_emb = cached_embeddings(backbone, splits.val_file, cache_dir, progress, tagger)
     else:
         val_emb = whole.subset(splits.parts["val"])
     head, history = train_head(
@@ -103,6 +108,7 @@ def run_training(
         head=config.head,
         modalities=config.modalities,
         reads_image_text=spec.text_source == "image_text",
+        object_tags=config.object_tags or None,
         thresholds=thresholds,
         training=provenance(data, splits, config, history.best_epoch, len(history.val_auroc)),
     )
@@ -188,6 +194,16 @@ def _neighbours(
         head, train, splits.train.labels(), config.modalities,
         config.knn_k, config.knn_temperature, config.knn_vote_weight,
     )  # fmt: skip
+
+
+def _tagger(backbone: BackboneEncoder, config: TrainConfig) -> ImageTagger | None:
+    """With --object-tags K: the backbone's ImageNet classifier naming each image's top K."""
+    if not config.object_tags:
+        return None
+    try:
+        return ImageTagger.of(backbone, config.object_tags)
+    except NoImageClassifierError as e:
+        raise ConfigError(f"--object-tags: {e}") from e
 
 
 def _amp_name(device: torch.device, config: TrainConfig) -> str | None:

@@ -132,5 +132,6 @@ def _options_on(config: TrainConfig) -> dict[str, Any]:
         ),
         "stage2_itc": (config.stage2_itc_weight > 0, {"weight": config.stage2_itc_weight}),
         "itm": (config.itm, True),
+        "object_tags": (config.object_tags > 0, config.object_tags),
     }
     return {name: value for name, (on, value) in sections.items() if on}

@@ -50,3 +50,10 @@ DistillAlpha = Annotated[
 Momentum = Annotated[
     float, typer.Option(help="Momentum distillation: EMA factor of the momentum head.")
 ]
+ObjectTags = Annotated[
+    int,
+    typer.Option(
+        help="Join each caption to the names of its image's top K ImageNet classes (OSCAR's "
+        "object tags; offline backbone, frozen encoders); 0 = off."
+    ),
+]

@@ -29,6 +29,7 @@ from torch import nn
 from moderator.model.fusion_config import Modalities
 from moderator.model.fusion_heads import CrossFusionHead, FusionHead, HeadConfig, build_head
 from moderator.model.fusion_model import apply_modalities
+from moderator.model.object_tags import MAX_TAGS
 from moderator.serving_settings import Device
 from moderator.training.device import training_device
 from moderator.training.embedding_cache import Embeddings
@@ -131,6 +132,13 @@ class TrainConfig(BaseModel):
         description="also train an image-text matching head (served as the score "
         "image_text_mismatch; stage 1 only)",
     )
+    object_tags: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TAGS,
+        description="join each text to the names of its image's top-k ImageNet classes "
+        "(OSCAR's object tags; moderator/model/object_tags.py); 0: off",
+    )
 
     @model_validator(mode="after")
     def _itc_needs_projections(self) -> TrainConfig:
@@ -138,6 +146,11 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "itm needs modalities=both and frozen encoders (stage 2 would change the "
                 "embeddings the matching head was trained on)"
+            )
+        if self.object_tags and (self.unfreeze or self.modalities != "both"):
+            raise ValueError(
+                "object_tags needs modalities=both and frozen encoders (the tags come from the "
+                "image embedding that stage 2 would change)"
             )
         if self.stage2_itc_weight > 0 and not self.unfreeze:
             raise ValueError("stage2_itc_weight needs unfreeze (stage 2 is where it applies)")

@@ -32,12 +32,13 @@ def test_checkpoint_version_is_the_name_and_12_hex_of_config_and_weights() -> No
     head, head_dir = spec.caption_head, spec.caption_head_dir
     assert head is not None and head_dir is not None and head.backbone_weights is None
     canonical = head.model_dump(mode="json")
-    # Fields added later (the ITM head's, the frame attention's, the kNN vote's examples) count
-    # only when set: older versions stay.
+    # Fields added later (the ITM head's, the frame attention's, the kNN vote's examples, object
+    # tags) count only when set: older versions stay.
     assert canonical.pop("itm") is None and canonical.pop("itm_weights") is None
     assert canonical.pop("frame_attention") is None
     assert canonical.pop("frame_attention_weights") is None
     assert canonical.pop("neighbours") is None and canonical.pop("neighbours_weights") is None
+    assert canonical.pop("object_tags") is None
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode())
     digest.update((head_dir / head.head_weights).read_bytes())
     assert checkpoint_version("any-name", head_dir, head) == f"any-name-{digest.hexdigest()[:12]}"
