@@ -22,7 +22,9 @@ Initialisation (`init`):
 - "random": tiny configurations for tests.
 
 Pooling (`pooling`): "mean" (default) concatenates the mean of the language stream's tokens and
-the mean of the visual stream's cells after the cross layers; "cls" is LXMERT's own pooled
+the mean of the visual stream's cells after the cross layers; "product" adds their element-wise
+product (ViLBERT's joint representation h_img * h_txt, which lets the linear classifier read how
+the two streams agree); "cls" is LXMERT's own pooled
 output (the language [CLS] through a dense + tanh pooler). Mean is the default because MiniLM
 was trained with mean pooling (its [CLS] summarises nothing), and it gives the head both streams
 directly instead of relying on new cross layers to route everything into one token from a few
@@ -68,9 +70,10 @@ class TwoStreamSpec(GridSpec):
     language_layers: int = Field(default=6, ge=1, description="LXMERT's l_layers")
     cross_layers: int = Field(default=2, ge=1, description="LXMERT's x_layers (co-attention)")
     visual_layers: int = Field(default=1, ge=0, description="LXMERT's r_layers (cells only)")
-    pooling: Literal["mean", "cls"] = Field(
+    pooling: Literal["mean", "product", "cls"] = Field(
         default="mean",
-        description="mean: both streams' token means, concatenated; cls: LXMERT's pooled [CLS]",
+        description="mean: both streams' token means, concatenated; product: those and their "
+        "element-wise product (ViLBERT's h_img * h_txt); cls: LXMERT's pooled [CLS]",
     )
 
 
@@ -114,7 +117,7 @@ class TwoStreamClassifier(nn.Module):
         self.encoder = LxmertModel(config)
         self.register_buffer("boxes", cell_boxes(spec.grid), persistent=False)
         self.dropout = nn.Dropout(spec.dropout)
-        pooled = spec.hidden_size * (2 if spec.pooling == "mean" else 1)
+        pooled = spec.hidden_size * {"mean": 2, "product": 3, "cls": 1}[spec.pooling]
         self.classifier = nn.Linear(pooled, categories)
 
     def forward(
@@ -144,13 +147,12 @@ class TwoStreamClassifier(nn.Module):
         if self.spec.pooling == "cls":
             pooled = out.pooled_output
         else:
-            pooled = torch.cat(
-                [
-                    masked_mean(out.language_output, text_mask),
-                    masked_mean(out.vision_output, visual_mask),
-                ],
-                dim=1,
-            )
+            language = masked_mean(out.language_output, text_mask)
+            vision = masked_mean(out.vision_output, visual_mask)
+            parts = [language, vision]
+            if self.spec.pooling == "product":
+                parts.append(language * vision)
+            pooled = torch.cat(parts, dim=1)
         logits: torch.Tensor = self.classifier(self.dropout(pooled))
         return logits
 

@@ -167,6 +167,13 @@ def train(
     new_layers_learning_rate: Annotated[
         float, typer.Option(help="lxmert: learning rate of the new cross and visual layers.")
     ] = 3e-4,
+    lxmert_pooling: Annotated[
+        str,
+        typer.Option(
+            help="lxmert: what the classifier reads: mean (both streams' means) | product "
+            "(those and their element-wise product, ViLBERT's) | cls (LXMERT's pooled [CLS])."
+        ),
+    ] = "mean",
     grid: Annotated[int, typer.Option(help="visualbert: visual tokens = grid x grid.")] = 7,
     visual_drop: Annotated[
         float, typer.Option(help="visualbert: Pixel-BERT share of visual tokens dropped.")
@@ -257,13 +264,13 @@ def train(
         )
         arch: SingleStreamSpec | TwoStreamSpec | None = single
         if architecture == "lxmert" and single is not None:
-            arch = _two_stream(lxmert_init, cross_layers, visual_layers, single)
-        elif (lxmert_init, cross_layers, visual_layers, new_layers_learning_rate) != (
-            "minilm", 2, 1, 3e-4,
-        ):  # fmt: skip
+            arch = _two_stream(lxmert_init, cross_layers, visual_layers, lxmert_pooling, single)
+        elif (lxmert_init, cross_layers, visual_layers, lxmert_pooling) != (
+            "minilm", 2, 1, "mean",
+        ) or new_layers_learning_rate != 3e-4:  # fmt: skip
             raise ValueError(
-                "--lxmert-init, --cross-layers, --visual-layers and --new-layers-learning-rate "
-                "are options of --architecture lxmert"
+                "--lxmert-init, --cross-layers, --visual-layers, --new-layers-learning-rate and "
+                "--lxmert-pooling are options of --architecture lxmert"
             )
     except (ValidationError, ValueError) as e:
         raise typer.BadParameter(str(e)) from e
@@ -341,13 +348,14 @@ def _single_stream(
 
 
 def _two_stream(
-    init: str, cross_layers: int, visual_layers: int, single: SingleStreamSpec
+    init: str, cross_layers: int, visual_layers: int, pooling: str, single: SingleStreamSpec
 ) -> TwoStreamSpec:
     """The LXMERT spec: the grid and caption options checked as VisualBERT's (`single`), the
     layer counts given, or published weights' shape with `init` a directory."""
     from moderator.model.two_stream import TwoStreamSpec, published_shape
 
-    options = single.model_dump(include={"grid", "visual_drop", "max_text_tokens"})
+    options: dict[str, Any] = single.model_dump(include={"grid", "visual_drop", "max_text_tokens"})
+    options["pooling"] = pooling
     if init == "minilm":
         layers: dict[str, Any] = {"cross_layers": cross_layers, "visual_layers": visual_layers}
         return TwoStreamSpec(init="minilm", **layers, **options)

@@ -75,9 +75,10 @@ def test_cell_boxes_are_normalised_row_major_cells() -> None:
     assert cell_boxes(4).shape == (16, 4) and float(cell_boxes(4).max()) == 1.0
 
 
-def test_a_row_without_an_image_ignores_its_visual_features() -> None:
+@pytest.mark.parametrize("pooling", ["mean", "product", "cls"])
+def test_a_row_without_an_image_ignores_its_visual_features(pooling: str) -> None:
     torch.manual_seed(0)
-    classifier = build_classifier(TINY, 2).eval()
+    classifier = build_classifier(TINY.model_copy(update={"pooling": pooling}), 2).eval()
     ids = torch.tensor([[101, 2000, 2001, 102], [101, 2000, 2001, 102]])
     has = torch.tensor([False, True])
     first = classifier(ids, torch.randn(2, 4, 1280), has)
@@ -96,6 +97,22 @@ def test_visual_drop_keeps_boxes_with_their_cells_in_training_only() -> None:
     classifier.train()
     torch.manual_seed(1)
     assert len({round(float(classifier(ids, visual, has)), 6) for _ in range(8)}) > 1
+
+
+def test_product_pooling_reads_both_means_and_their_product() -> None:
+    """ViLBERT's joint representation: the classifier sees [language, vision, language * vision]
+    (so it can read how the streams agree), and the product part is 0 without an image."""
+    torch.manual_seed(0)
+    spec = TINY.model_copy(update={"pooling": "product"})
+    classifier = build_classifier(spec, 1).eval()
+    assert classifier.classifier.in_features == 3 * spec.hidden_size
+    seen: list[torch.Tensor] = []
+    classifier.classifier.register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+    ids = torch.tensor([[101, 2000, 102], [101, 2001, 102]])
+    classifier(ids, torch.randn(2, 4, 1280), torch.tensor([True, False]))
+    language, vision, product = seen[0].split(spec.hidden_size, dim=1)
+    torch.testing.assert_close(product, language * vision)
+    assert float(vision[1].abs().max()) == 0.0 and float(product[0].abs().max()) > 0.0
 
 
 @pytest.fixture(scope="module")
@@ -219,9 +236,11 @@ def test_published_weights_load_by_local_path(tmp_path: Path) -> None:
         ),
         (["--architecture", "lxmert", "--lxmert-init", "x", "--visual-layers", "2"], "published"),
         (["--architecture", "vilbert"], "fusion, visualbert or lxmert"),
+        (["--lxmert-pooling", "product"], "options of --architecture lxmert"),
+        (["--architecture", "lxmert", "--lxmert-pooling", "max"], "'mean', 'product' or 'cls'"),
     ],
 )
 def test_cli_refuses_options_of_other_architectures(options: list[str], message: str) -> None:
     result = CliRunner().invoke(cli_app(), ["train", "data.jsonl", "--out", "x", *options])
     assert result.exit_code == 2
-    assert message in " ".join(result.output.split())
+    assert message in " ".join(result.output.replace("│", " ").split())  # the error box unwrapped
