@@ -8,24 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ray import serve
 
 from moderator.config import DecodeLimits
 from moderator.ingest import decode_post
 from moderator.model import load_model
-from moderator.serving.messages import ModelInfo
-from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
 from moderator.serving_settings import ServingSettings
 from moderator.signals.embeddings import model_embeddings
+from tests.integration.served_checkpoint import served_checkpoint
 from tests.unit.test_animated_frames import record
 from tests.unit.test_frame_attention import attention_checkpoint, video_post
 from tests.unit.test_model_backbones import tiny_clip_dir  # noqa: F401
 from workers.features import build_request, pool_frames
 
 pytestmark = pytest.mark.integration
-
-APP = "frame-attention-test"
 
 
 def test_replica_serves_frame_logits_and_pools_as_in_process(
@@ -34,11 +30,7 @@ def test_replica_serves_frame_logits_and_pools_as_in_process(
     tmp_path: Path,
 ) -> None:
     checkpoint = attention_checkpoint(tmp_path / "ckpt", tiny_clip_dir, attention=True)
-    classifier = ray_serving.classifier.model_copy(update={"checkpoint": checkpoint})
-    serving = ray_serving.model_copy(update={"app_name": APP, "classifier": classifier})
-    handle = deploy_classifier(serving)
-    try:
-        info: ModelInfo = handle.model_info.remote().result(timeout_s=120)
+    with served_checkpoint(ray_serving, checkpoint, "frame-attention-test") as (handle, info):
         model = load_model(checkpoint)
         assert info.frame_attention and info.model_version == model.model_version
         video = video_post("attention")
@@ -58,5 +50,3 @@ def test_replica_serves_frame_logits_and_pools_as_in_process(
         # Attention actually weighs: not the mean or the max of the video's frames.
         rows = [0, *range(2, len(request))]
         assert not np.allclose(pooled[0], local.scores[rows].mean(axis=0), atol=1e-7)
-    finally:
-        serve.delete(APP)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ray import serve
 
 from moderator.ingest import DecodedPost
 from moderator.model import load_model
@@ -20,16 +19,14 @@ from moderator.model.fusion_config import FusionConfig
 from moderator.model.fusion_heads import HeadConfig, build_head
 from moderator.model.fusion_model import save_fusion_checkpoint
 from moderator.schema import Post
-from moderator.serving.messages import ModelInfo
-from moderator.serving.runner import deploy_classifier
 from moderator.serving.scoring import score_request
 from moderator.serving_settings import ServingSettings
 from moderator.signals.embeddings import embedding_signals
+from tests.integration.served_checkpoint import served_checkpoint
 from workers.features import build_request
 
 pytestmark = pytest.mark.integration
 
-APP = "object-tags-test"
 IMAGE_SIZE = 64
 
 
@@ -65,11 +62,7 @@ def _post(post_id: str, caption: str, colour: int | None) -> DecodedPost:
 
 def test_replica_tags_captions_by_their_image(ray_serving: ServingSettings, tmp_path: Path) -> None:
     checkpoint = tagged_checkpoint(tmp_path / "ckpt")
-    classifier = ray_serving.classifier.model_copy(update={"checkpoint": checkpoint})
-    serving = ray_serving.model_copy(update={"app_name": APP, "classifier": classifier})
-    handle = deploy_classifier(serving)
-    try:
-        info: ModelInfo = handle.model_info.remote().result(timeout_s=120)
+    with served_checkpoint(ray_serving, checkpoint, "object-tags-test") as (handle, info):
         model = load_model(checkpoint)
         assert info.object_tags and info.model_version == model.model_version
         posts = [
@@ -96,5 +89,3 @@ def test_replica_tags_captions_by_their_image(ray_serving: ServingSettings, tmp_
         vectors = served.new_text_embeddings
         assert not np.allclose(vectors[0], vectors[2])  # tagged vs the caption alone
         np.testing.assert_allclose(vectors[2], model.embed_texts(["look at this"])[0], atol=1e-5)
-    finally:
-        serve.delete(APP)

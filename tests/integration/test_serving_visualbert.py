@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ray import serve
 
 from moderator.model import load_model
 from moderator.model.single_stream import SingleStreamSpec, build_classifier
 from moderator.model.single_stream_model import SingleStreamConfig, save_single_stream
 from moderator.model.two_stream import build_classifier as build_two_stream
 from moderator.model.two_stream_model import TwoStreamConfig, save_two_stream
-from moderator.serving.messages import NO_IMAGE, ModelInfo, ScoreRequest
-from moderator.serving.runner import deploy_classifier
+from moderator.serving.messages import NO_IMAGE, ScoreRequest
 from moderator.serving.scoring import score_request
 from moderator.serving_settings import ServingSettings
+from tests.integration.served_checkpoint import served_checkpoint
 from tests.unit.test_model_two_stream import TINY as TINY_TWO_STREAM
 
 pytestmark = pytest.mark.integration
@@ -54,12 +53,7 @@ def test_grid_checkpoint_scores_identically_on_serve(
     ray_serving: ServingSettings, tmp_path: Path, kind: str
 ) -> None:
     checkpoint = _checkpoint(tmp_path / kind, kind)
-    classifier = ray_serving.classifier.model_copy(update={"checkpoint": checkpoint})
-    app_name = f"{kind}-test"
-    serving = ray_serving.model_copy(update={"app_name": app_name, "classifier": classifier})
-    handle = deploy_classifier(serving)
-    try:
-        info: ModelInfo = handle.model_info.remote().result(timeout_s=120)
+    with served_checkpoint(ray_serving, checkpoint, f"{kind}-test") as (handle, info):
         model = load_model(checkpoint)
         assert info.model_version == model.model_version
         assert info.model_version.startswith("lx-serve-" if kind == "lxmert" else "vb-serve-")
@@ -84,5 +78,3 @@ def test_grid_checkpoint_scores_identically_on_serve(
             served.new_image_embeddings, local.new_image_embeddings, rtol=2e-3, atol=1e-3
         )
         np.testing.assert_array_equal(served.new_text_embeddings, local.new_text_embeddings)
-    finally:
-        serve.delete(app_name)
