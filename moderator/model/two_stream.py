@@ -21,14 +21,15 @@ Initialisation (`init`):
   the grid's 1280-d.
 - "random": tiny configurations for tests.
 
-Pooling (`pooling`): "mean" (default) concatenates the mean of the language stream's tokens and
-the mean of the visual stream's cells after the cross layers; "product" adds their element-wise
-product (ViLBERT's joint representation h_img * h_txt, which lets the linear classifier read how
-the two streams agree); "cls" is LXMERT's own pooled
-output (the language [CLS] through a dense + tanh pooler). Mean is the default because MiniLM
-was trained with mean pooling (its [CLS] summarises nothing), and it gives the head both streams
-directly instead of relying on new cross layers to route everything into one token from a few
-thousand examples.
+Pooling (`pooling`): "mean" concatenates the mean of the language stream's tokens and the mean
+of the visual stream's cells after the cross layers; "product" (what `moderator train` trains)
+adds their element-wise product (ViLBERT's joint representation h_img * h_txt, which lets the
+linear classifier read how the two streams agree: with it the generated two-modality task is
+learnt, with "mean" it stayed at chance); "cls" is LXMERT's own pooled output (the language
+[CLS] through a dense + tanh pooler). Means rather than [CLS] because MiniLM was trained with
+mean pooling (its [CLS] summarises nothing), and they give the head both streams directly
+instead of relying on new cross layers to route everything into one token from a few thousand
+examples.
 
 Rows without an image: their cells are zeroed and masked. The visual stream's attention skips
 them, the language stream's cross-attention over an all-masked row spreads evenly over the
@@ -70,6 +71,8 @@ class TwoStreamSpec(GridSpec):
     language_layers: int = Field(default=6, ge=1, description="LXMERT's l_layers")
     cross_layers: int = Field(default=2, ge=1, description="LXMERT's x_layers (co-attention)")
     visual_layers: int = Field(default=1, ge=0, description="LXMERT's r_layers (cells only)")
+    # `moderator train` trains "product" (--lxmert-pooling); "mean" stays the default here so
+    # a config.json without the field reads as it always did.
     pooling: Literal["mean", "product", "cls"] = Field(
         default="mean",
         description="mean: both streams' token means, concatenated; product: those and their "

@@ -170,10 +170,11 @@ def train(
     lxmert_pooling: Annotated[
         str,
         typer.Option(
-            help="lxmert: what the classifier reads: mean (both streams' means) | product "
-            "(those and their element-wise product, ViLBERT's) | cls (LXMERT's pooled [CLS])."
+            help="lxmert: what the classifier reads: product (both streams' means and their "
+            "element-wise product, ViLBERT's) | mean (the means alone) | cls (LXMERT's pooled "
+            "[CLS])."
         ),
-    ] = "mean",
+    ] = "product",
     grid: Annotated[int, typer.Option(help="visualbert: visual tokens = grid x grid.")] = 7,
     visual_drop: Annotated[
         float, typer.Option(help="visualbert: Pixel-BERT share of visual tokens dropped.")
@@ -266,7 +267,7 @@ def train(
         if architecture == "lxmert" and single is not None:
             arch = _two_stream(lxmert_init, cross_layers, visual_layers, lxmert_pooling, single)
         elif (lxmert_init, cross_layers, visual_layers, lxmert_pooling) != (
-            "minilm", 2, 1, "mean",
+            "minilm", 2, 1, "product",
         ) or new_layers_learning_rate != 3e-4:  # fmt: skip
             raise ValueError(
                 "--lxmert-init, --cross-layers, --visual-layers, --new-layers-learning-rate and "

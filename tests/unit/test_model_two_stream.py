@@ -236,7 +236,7 @@ def test_published_weights_load_by_local_path(tmp_path: Path) -> None:
         ),
         (["--architecture", "lxmert", "--lxmert-init", "x", "--visual-layers", "2"], "published"),
         (["--architecture", "vilbert"], "fusion, visualbert or lxmert"),
-        (["--lxmert-pooling", "product"], "options of --architecture lxmert"),
+        (["--lxmert-pooling", "mean"], "options of --architecture lxmert"),
         (["--architecture", "lxmert", "--lxmert-pooling", "max"], "'mean', 'product' or 'cls'"),
     ],
 )
