@@ -46,7 +46,7 @@ def with_tags(text: str, tags: str) -> str:
     return f"{text}{TAGS_SEPARATOR}{tags}" if text and tags else text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: compared by identity
 class ImageTagger:
     """Top-k ImageNet class names of image embeddings, always in fp32.
 
