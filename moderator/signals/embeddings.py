@@ -195,5 +195,6 @@ def model_embeddings(model: ModerationModel) -> EmbeddingSignals:
         model.text_embedding_dim,
         getattr(model, "reads_image_text", False),
         (model.embed_images, model.embed_texts),
+        # moderator.model.object_tags.object_tagger, read here without importing torch.
         object_tags=getattr(model, "tagger", None) is not None,
     )

@@ -126,11 +126,11 @@ def encode_texts(
     return text
 
 
-def compute_embeddings(
+def encode_images(
     backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
-) -> Embeddings:
-    """Encode every caption and every distinct image once, in batches, with progress bars."""
-    text = encode_texts(backbone, [e.text for e in dataset.examples], progress)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct image once, in batches, with a progress bar: (float32 [N, image_dim],
+    zeros for rows without an image; bool has_image [N])."""
     image = np.zeros((len(dataset.examples), backbone.image_dim), dtype=np.float32)
     has_image = np.array([e.image is not None for e in dataset.examples])
     rows_of = image_rows(dataset)
@@ -144,12 +144,22 @@ def compute_embeddings(
             image[rows_of[path]] = vector
         if progress and task is not None:
             progress.advance(task, len(chunk))
-    return Embeddings(text, image, has_image)
+    return image, has_image
 
 
-def tagged_dataset(dataset: Dataset, image: Embeddings, tagger: ImageTagger) -> Dataset:
+def compute_embeddings(
+    backbone: BackboneEncoder, dataset: Dataset, progress: Progress | None = None
+) -> Embeddings:
+    """Encode every caption and every distinct image once, in batches, with progress bars."""
+    text = encode_texts(backbone, [e.text for e in dataset.examples], progress)
+    return Embeddings(text, *encode_images(backbone, dataset, progress))
+
+
+def tagged_dataset(
+    dataset: Dataset, image: np.ndarray, has_image: np.ndarray, tagger: ImageTagger
+) -> Dataset:
     """The data set with each caption joined to its image's object tags (object_tags.py)."""
-    texts = tagger.tag_texts([e.text for e in dataset.examples], image.image, image.has_image)
+    texts = tagger.tag_texts([e.text for e in dataset.examples], image, has_image)
     examples = [replace(e, text=t) for e, t in zip(dataset.examples, texts, strict=True)]
     return replace(dataset, examples=examples)
 
@@ -163,21 +173,25 @@ def cached_embeddings(
 ) -> Embeddings:
     """Embeddings from the cache when present, else computed and written there (None: no cache).
 
-    With a tagger, the captions are joined to their images' object tags first: the images come
-    from the plain cache entry and only the tagged captions are encoded, under an entry of
-    their own.
+    With a tagger, the captions are joined to their images' object tags first and only the
+    tagged captions are encoded, under an entry of their own; the images come from the plain
+    entry (written for later runs with or without tags), or are encoded alone without a cache.
     """
     if tagger is not None:
-        plain = cached_embeddings(backbone, dataset, cache_dir, progress)
-        tagged = tagged_dataset(dataset, plain, tagger)
+        if cache_dir is None:
+            image, has_image = encode_images(backbone, dataset, progress)
+        else:
+            plain = cached_embeddings(backbone, dataset, cache_dir, progress)
+            image, has_image = plain.image, plain.has_image
+        tagged = tagged_dataset(dataset, image, has_image, tagger)
         return _cached(
             backbone,
             tagged,
             cache_dir,
             lambda: Embeddings(
                 encode_texts(backbone, [e.text for e in tagged.examples], progress),
-                plain.image,
-                plain.has_image,
+                image,
+                has_image,
             ),
         )
     return _cached(

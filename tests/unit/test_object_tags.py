@@ -4,6 +4,7 @@ in the served path (moderator.serving.scoring) and in the worker's cache keys.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -162,6 +163,12 @@ def test_served_text_embeddings_read_the_tags_of_their_image(
     np.testing.assert_allclose(
         response.new_text_embeddings[[0, 1, 3, 4, 5]], trained.text[[0, 1, 3, 4, 5]], atol=1e-4
     )
+    # Without a cache only the images and the tagged captions are encoded: the same vectors.
+    uncached = cached_embeddings(
+        model.backbone, replace(dataset, examples=examples), None, tagger=tagger
+    )
+    np.testing.assert_allclose(uncached.text, trained.text[:6], atol=1e-4)
+    np.testing.assert_allclose(uncached.image, trained.image[:6], atol=1e-4)
     has_image = np.array([True, True, False, True, True, True])
     local = score_captions(model, [e.text for e in examples], image * has_image[:, None], has_image)
     np.testing.assert_allclose(response.scores, local, atol=1e-5)
